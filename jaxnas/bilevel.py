@@ -1,0 +1,174 @@
+"""Bilevel optimisation: architecture logits on validation data, weights on training data.
+
+One pure, jitted function ``step(state, train_batch, val_batch) -> (state, metrics)``
+does both updates of a DARTS iteration (Liu et al., ICLR 2019, Alg. 1): first the
+architecture step on a validation batch, then the weight step on a training batch with
+the updated architecture. Orders of the architecture gradient:
+
+- ``first``: ``grad_a L_val(w, a)``;
+- ``second``: the exact hypergradient ``d/da L_val(w'(a), a)`` of the loss after one
+  virtual SGD step ``w' = w - xi (momentum * m + grad_w L_train(w, a) + wd * w)``
+  (``xi`` the current weight learning rate, ``m`` the momentum buffer), by autodiff
+  through that step, so momentum and weight decay are honoured exactly;
+- ``finite_difference``: the paper's approximation of the same quantity,
+  ``grad_a L_val(w', a) - xi * (grad_a L_train(w+, a) - grad_a L_train(w-, a)) / (2 eps)``
+  with ``w+- = w +- eps v``, ``v = grad_w' L_val(w', a)``, ``eps = 0.01 / ||v||``.
+
+Randomness: one key per step, ``fold_in(state.key, state.step)``, split for
+augmentation and the two losses, so a run is reproducible and resumes exactly.
+BatchNorm running statistics are updated by the weight step's forward pass.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnas.errors import JaxnasError
+from jaxnas.relax import Relaxation
+
+ORDERS = ('first', 'second', 'finite_difference')
+
+
+class SearchState(NamedTuple):
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    arch: Any
+    w_opt: Any
+    a_opt: Any
+    key: jax.Array
+
+
+def make_lr_schedule(lr: float, lr_min: float, epochs: int, steps_per_epoch: int) -> Callable:
+    """The reference code's per-epoch cosine annealing from ``lr`` to ``lr_min``."""
+    cosine = optax.cosine_decay_schedule(lr, decay_steps=max(epochs, 1), alpha=lr_min / lr)
+    return lambda step: cosine(step // steps_per_epoch)
+
+
+def make_weight_optimizer(schedule: Callable, *, momentum: float = 0.9, weight_decay: float = 3e-4,
+                          grad_clip: float = 5.0) -> optax.GradientTransformation:
+    """PyTorch SGD as in DARTS: clip the gradient norm, add coupled L2, momentum, lr."""
+    return optax.chain(
+        optax.clip_by_global_norm(grad_clip),
+        optax.add_decayed_weights(weight_decay),
+        optax.sgd(schedule, momentum=momentum),
+    )
+
+
+def make_arch_optimizer(*, lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999,
+                        weight_decay: float = 1e-3) -> optax.GradientTransformation:
+    """PyTorch Adam with coupled weight decay (L2 added to the gradient before Adam)."""
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=b1, b2=b2))
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_loss(net, relaxation: Relaxation) -> Callable:
+    """``loss(params, batch_stats, arch, batch, key, step) -> (loss, (batch_stats, logits))``."""
+    def loss(params, batch_stats, arch, batch, key, step):
+        mix = relaxation.weights(arch, key, step)
+        logits, updates = net.apply({'params': params, 'batch_stats': batch_stats}, batch[0], mix,
+                                    train=True, mutable=['batch_stats'])
+        return cross_entropy(logits, batch[1]), (updates['batch_stats'], logits)
+    return loss
+
+
+def _momentum(w_opt, params):
+    trace = optax.tree_utils.tree_get(w_opt, 'trace')
+    return jax.tree.map(jnp.zeros_like, params) if trace is None else trace
+
+
+def virtual_step(loss, state, arch, train_batch, key, lr, momentum, weight_decay):
+    """``w' = w - lr (momentum * m + grad_w L_train(w, a) + wd * w)`` (unclipped, as DARTS)."""
+    g = jax.grad(lambda p: loss(p, state.batch_stats, arch, train_batch, key, state.step)[0])(state.params)
+    m = _momentum(state.w_opt, state.params)
+    return jax.tree.map(lambda w, g_, m_: w - lr * (momentum * m_ + g_ + weight_decay * w), state.params, g, m)
+
+
+def hypergradient(order: str, loss: Callable, state: SearchState, arch, train_batch, val_batch,
+                  k_train, k_val, lr, momentum: float, weight_decay: float):
+    """``(val_loss, logits), grad_a`` of the validation loss for one of :data:`ORDERS`."""
+    def val_loss(params, a):
+        value, (_, logits) = loss(params, state.batch_stats, a, val_batch, k_val, state.step)
+        return value, logits
+
+    if order == 'first':
+        (value, logits), g = jax.value_and_grad(val_loss, argnums=1, has_aux=True)(state.params, arch)
+        return (value, logits), g
+    if order == 'second':
+        def unrolled(a):
+            w_virtual = virtual_step(loss, state, a, train_batch, k_train, lr, momentum, weight_decay)
+            return val_loss(w_virtual, a)
+        return jax.value_and_grad(unrolled, has_aux=True)(arch)
+    if order == 'finite_difference':
+        w_virtual = virtual_step(loss, state, arch, train_batch, k_train, lr, momentum, weight_decay)
+        (value, logits), (v, g_a) = jax.value_and_grad(val_loss, argnums=(0, 1), has_aux=True)(w_virtual, arch)
+        eps = 0.01 / optax.global_norm(v)
+
+        def train_grad_a(sign):
+            shifted = jax.tree.map(lambda w, v_: w + sign * eps * v_, state.params, v)
+            return jax.grad(lambda a: loss(shifted, state.batch_stats, a, train_batch, k_train, state.step)[0])(arch)
+        g_plus, g_minus = train_grad_a(1.0), train_grad_a(-1.0)
+        g = jax.tree.map(lambda ga, gp, gm: ga - lr * (gp - gm) / (2 * eps), g_a, g_plus, g_minus)
+        return (value, logits), g
+    raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
+
+
+def accuracy(logits, labels):
+    return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, order: str = 'first',
+              momentum: float = 0.9, weight_decay: float = 3e-4, penalty_weight: float = 1.0,
+              augment: Optional[Callable] = None) -> Callable:
+    """The bilevel step, un-jitted (jit it once, donating ``state``)."""
+    if order not in ORDERS:
+        raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
+    loss = make_loss(net, relaxation)
+
+    def step(state: SearchState, train_batch, val_batch):
+        key = jax.random.fold_in(state.key, state.step)
+        k_aug_t, k_aug_v, k_train, k_val = jax.random.split(key, 4)
+        if augment is not None:
+            train_batch = (augment(k_aug_t, train_batch[0]), train_batch[1])
+            val_batch = (augment(k_aug_v, val_batch[0]), val_batch[1])
+        lr = schedule(state.step)
+
+        # Architecture step on the validation batch.
+        (val_loss, val_logits), g_a = hypergradient(order, loss, state, state.arch, train_batch, val_batch,
+                                                    k_train, k_val, lr, momentum, weight_decay)
+        penalty, g_pen = jax.value_and_grad(relaxation.penalty)(state.arch)
+        g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
+        a_updates, a_opt = a_tx.update(g_a, state.a_opt, state.arch)
+        arch = optax.apply_updates(state.arch, a_updates)
+
+        # Weight step on the training batch, with the updated architecture.
+        (train_loss, (batch_stats, train_logits)), g_w = jax.value_and_grad(loss, has_aux=True)(
+            state.params, state.batch_stats, arch, train_batch, k_train, state.step)
+        w_updates, w_opt = w_tx.update(g_w, state.w_opt, state.params)
+        params = optax.apply_updates(state.params, w_updates)
+
+        metrics = {
+            'train_loss': train_loss, 'train_acc': accuracy(train_logits, train_batch[1]),
+            'val_loss': val_loss, 'val_acc': accuracy(val_logits, val_batch[1]),
+            'penalty': penalty, 'lr': lr, 'w_grad_norm': optax.global_norm(g_w),
+            'a_grad_norm': optax.global_norm(g_a),
+        }
+        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
+
+    return step
+
+
+def make_eval(net, relaxation: Relaxation) -> Callable:
+    """``eval(params, batch_stats, arch, x, y, mask) -> (loss_sum, correct)``, inference mode."""
+    def evaluate(params, batch_stats, arch, x, y, mask):
+        logits = net.apply({'params': params, 'batch_stats': batch_stats}, x,
+                           relaxation.normalized(arch), train=False)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+    return evaluate

@@ -1,0 +1,352 @@
+"""Candidate operations of the DARTS space, batched over edge groups.
+
+``OPS[name](C, stride, N, S)`` returns a Flax module, as the reference code's ``OPS``
+dict. To keep the XLA program small, the edges of a cell are not built one by one: an
+*edge group* applies one op to ``S`` source states for ``N`` target nodes at once, with
+weights of leading shape ``(N, S)``. Inputs are ``(S, B, H, W, C)`` (NHWC with the
+source axis in front); outputs broadcast to ``(N, S, B, H', W', C)``. Parameter-free
+ops (pools followed by an affine-free BatchNorm, identity) give the same result for every
+target, so they are computed once per source and returned with a leading axis of 1.
+
+Depthwise convolutions are written as sums of shifted multiply-adds (``lax.slice`` +
+broadcasting) and pointwise convolutions as batched matmuls (``einsum``). On XLA:CPU a
+grouped ``conv_general_dilated`` (``feature_group_count``) is many times slower, and a
+``vmap`` over per-edge kernels would turn every conv into a grouped conv.
+
+BatchNorm follows PyTorch: ``momentum`` 0.1, ``eps`` 1e-5, biased batch variance for
+normalisation and unbiased variance for the running estimate. In search, cells use
+BatchNorm without affine parameters, as the reference code.
+"""
+from __future__ import annotations
+
+import contextvars
+import math
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def torch_uniform(fan_in: int) -> Callable:
+    """PyTorch's default conv/linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    Inside :func:`init_variables` it returns ``-bound`` as a placeholder, filled on the
+    host afterwards (see there); otherwise it draws with ``jax.random``.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        if _HOST_FILL.get():
+            return jnp.full(shape, -bound, dtype)
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+_HOST_FILL = contextvars.ContextVar('jaxnas_host_fill', default=False)
+
+
+def init_variables(module: nn.Module, seed: int, *args, **kwargs) -> dict:
+    """``module.init`` for big supernets, deterministic in ``seed``, in about a second.
+
+    Flax's ``init`` draws one XLA random program per parameter: eagerly that compiled
+    hundreds of small programs (about a minute for the supernet on a 2-core CPU) and
+    jitted it compiled about as long. Here the jitted ``init`` only lays out shapes,
+    constants and the ``-bound`` placeholders of :func:`torch_uniform`, and the uniform
+    draws are made on the host, one NumPy generator per leaf seeded by ``(seed, leaf
+    index)``. Every random leaf of this package comes from :func:`torch_uniform`; other
+    initialisers (ones, zeros) are never negative, so the placeholders are unambiguous.
+    """
+    token = _HOST_FILL.set(True)
+    try:
+        variables = jax.jit(module.init, static_argnames=tuple(kwargs))(jax.random.key(0), *args, **kwargs)
+    finally:
+        _HOST_FILL.reset(token)
+    params, treedef = jax.tree.flatten(variables.get('params', {}))
+    filled = []
+    for i, leaf in enumerate(params):
+        leaf = np.asarray(leaf)
+        if leaf.size and np.all(leaf < 0):
+            rng = np.random.default_rng([seed, i])
+            leaf = rng.uniform(leaf, -leaf).astype(leaf.dtype)
+        filled.append(jnp.asarray(leaf))
+    variables = dict(variables)
+    variables['params'] = jax.tree.unflatten(treedef, filled)
+    return variables
+
+
+def out_size(size: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
+    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _spatial(x, pad: int):
+    """Zero-pad the H and W axes of a (..., H, W, C) array."""
+    cfg = [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
+    return jnp.pad(x, cfg)
+
+
+def depthwise(x, w, *, k: int, stride: int, dilations: Sequence[int], per_op_input: bool = False):
+    """Depthwise k x k convolutions of ``x (*Lx, B, H, W, C)`` for ``O`` stacked ops.
+
+    ``w`` is ``(O, *Lw, k, k, C)``; op ``o`` uses dilation ``dilations[o]`` and the
+    reference padding ``dilation * (k - 1) // 2``; ``Lx`` broadcasts against ``Lw``.
+    With ``per_op_input`` the input is ``(O, *Lx, B, H, W, C)``, one input per op.
+    Returns ``(O, *L, B, H', W', C)``.
+
+    Written as a ``lax.scan`` over the ``k * k`` taps: each step adds a shifted slice of
+    the padded input times one tap of the kernel. XLA sees one small loop body per call
+    (compile time), no grouped convolution (slow on XLA:CPU), and ``jax.checkpoint`` on
+    the body keeps the backward pass from storing one activation per tap.
+    """
+    O = len(dilations)
+    pads = [d * (k - 1) // 2 for d in dilations]
+    P = max(pads)
+    H, W, C = x.shape[-3], x.shape[-2], x.shape[-1]
+    Ho, Wo = out_size(H, k, stride, pads[0], dilations[0]), out_size(W, k, stride, pads[0], dilations[0])
+    lead_w = w.shape[1:-3]
+    if not per_op_input:
+        x = x[None]
+    lead_x = x.shape[1:-4]
+    if len(lead_x) < len(lead_w):
+        x = x.reshape(x.shape[:1] + (1,) * (len(lead_w) - len(lead_x)) + x.shape[1:])
+    xp = _spatial(x, P)
+    hs, ws = (Ho - 1) * stride + 1, (Wo - 1) * stride + 1
+    offsets = jnp.asarray([[(P - p + i * d, P - p + j * d) for d, p in zip(dilations, pads)]
+                           for i in range(k) for j in range(k)], jnp.int32)  # (k*k, O, 2)
+    taps = jnp.moveaxis(w.reshape((O,) + lead_w + (k * k, C)), -2, 0)
+    taps = taps.reshape((k * k, O) + lead_w + (1, 1, 1, C))
+    out_lead = jnp.broadcast_shapes(lead_w, x.shape[1:-4])
+    zero = jnp.zeros((), jnp.int32)
+
+    @jax.checkpoint
+    def tap(acc, inputs):
+        off, wk = inputs
+        slices = []
+        for o in range(O):
+            src = xp[o] if per_op_input else xp[0]
+            start = (zero,) * (src.ndim - 3) + (off[o, 0], off[o, 1], zero)
+            sl = lax.dynamic_slice(src, start, src.shape[:-3] + (hs, ws, C))
+            slices.append(sl[..., ::stride, ::stride, :] if stride > 1 else sl)
+        return acc + jnp.stack(slices) * wk, None
+
+    acc = jnp.zeros((O,) + out_lead + (x.shape[-4], Ho, Wo, C), x.dtype)
+    acc, _ = lax.scan(tap, acc, (offsets, taps))
+    return acc
+
+
+def pointwise(x, w):
+    """1x1 conv: ``x (..., B, H, W, Ci)`` times ``w (..., Ci, Co)``, batched over the lead axes."""
+    lead = w.shape[:-2]
+    x = jnp.broadcast_to(x, lead + x.shape[-4:]) if x.shape[:-4] != lead else x
+    return jnp.einsum('...bhwc,...cd->...bhwd', x, w)
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm over (B, H, W) of inputs ``(*lead, B, H, W, C)``; stats of shape ``shape``."""
+    shape: Sequence[int]
+    affine: bool = False
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        shape = tuple(self.shape)
+        ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, shape, jnp.float32)
+        ra_var = self.variable('batch_stats', 'var', jnp.ones, shape, jnp.float32)
+        if self.affine:
+            scale = self.param('scale', nn.initializers.ones, shape)
+            bias = self.param('bias', nn.initializers.zeros, shape)
+        if self.is_initializing():
+            return x
+        expand = lambda v: v.reshape(shape[:-1] + (1, 1, 1, shape[-1]))
+        if train:
+            axes = tuple(range(x.ndim - 4, x.ndim - 1))
+            mean = jnp.mean(x, axes)
+            var = jnp.mean(jnp.square(x - expand(mean)), axes)
+            n = x.shape[-4] * x.shape[-3] * x.shape[-2]
+            m = self.momentum
+            ra_mean.value = (1 - m) * ra_mean.value + m * lax.stop_gradient(mean)
+            ra_var.value = (1 - m) * ra_var.value + m * lax.stop_gradient(var) * n / max(n - 1, 1)
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        y = (x - expand(mean)) * expand(lax.rsqrt(var + self.eps))
+        if self.affine:
+            y = y * expand(scale) + expand(bias)
+        return y
+
+
+def _zeros_out(x, lead, C, Ho, Wo):
+    return jnp.zeros(tuple(lead) + (x.shape[-4], Ho, Wo, C), x.dtype)
+
+
+class Pool(nn.Module):
+    """3x3 max or average pool (average excludes padding) then BatchNorm without affine."""
+    kind: str
+    C: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        bn = BatchNorm(x.shape[:-4] + (self.C,))
+        H, W = x.shape[-3], x.shape[-2]
+        Ho, Wo = out_size(H, 3, self.stride, 1), out_size(W, 3, self.stride, 1)
+        if self.is_initializing():
+            bn(x, train)
+            return _zeros_out(x, x.shape[:-4], self.C, Ho, Wo)
+        return bn(pool(x, self.kind, self.stride), train)
+
+
+class Identity(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return x
+
+
+class Zero(nn.Module):
+    """The `none` op: contributes nothing, so it is not computed at all."""
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return None
+
+
+class FactorizedReduce(nn.Module):
+    """ReLU, two stride-2 1x1 convs on offset grids, concat, BatchNorm (halves H and W)."""
+    C_in: int
+    C_out: int
+    N: int = 1
+    S: int = 1
+    affine: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        half = self.C_out // 2
+        init = torch_uniform(self.C_in)
+        w1 = self.param('conv_1', init, (self.N, self.S, self.C_in, half))
+        w2 = self.param('conv_2', init, (self.N, self.S, self.C_in, self.C_out - half))
+        bn = BatchNorm((self.N, self.S, self.C_out), affine=self.affine)
+        H, W = x.shape[-3], x.shape[-2]
+        if H % 2 or W % 2:
+            raise ValueError(f'FactorizedReduce needs even spatial sizes, got {H}x{W}')
+        if self.is_initializing():
+            bn(x, train)
+            return _zeros_out(x, (self.N, self.S), self.C_out, H // 2, W // 2)
+        x = jax.nn.relu(x)
+        y = jnp.concatenate([pointwise(x[..., ::2, ::2, :], w1),
+                             pointwise(x[..., 1::2, 1::2, :], w2)], axis=-1)
+        return bn(y, train)
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU, 1x1 conv, BatchNorm (the cells' input preprocessing)."""
+    C_in: int
+    C_out: int
+    N: int = 1
+    S: int = 1
+    affine: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        w = self.param('conv', torch_uniform(self.C_in), (self.N, self.S, self.C_in, self.C_out))
+        bn = BatchNorm((self.N, self.S, self.C_out), affine=self.affine)
+        if self.is_initializing():
+            bn(x, train)
+            return _zeros_out(x, (self.N, self.S), self.C_out, x.shape[-3], x.shape[-2])
+        return bn(pointwise(jax.nn.relu(x), w), train)
+
+
+class DilConv(nn.Module):
+    """ReLU, depthwise k x k (dilation d), pointwise 1x1, BatchNorm."""
+    C: int
+    k: int
+    stride: int
+    dilation: int
+    N: int = 1
+    S: int = 1
+    affine: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        N, S, C, k = self.N, self.S, self.C, self.k
+        dw = self.param('depthwise', torch_uniform(k * k), (N, S, k, k, C))
+        pw = self.param('pointwise', torch_uniform(C), (N, S, C, C))
+        bn = BatchNorm((N, S, C), affine=self.affine)
+        pad = self.dilation * (k - 1) // 2
+        Ho = out_size(x.shape[-3], k, self.stride, pad, self.dilation)
+        Wo = out_size(x.shape[-2], k, self.stride, pad, self.dilation)
+        if self.is_initializing():
+            bn(x, train)
+            return _zeros_out(x, (N, S), C, Ho, Wo)
+        y = depthwise(jax.nn.relu(x), dw[None], k=k, stride=self.stride, dilations=(self.dilation,))[0]
+        return bn(pointwise(y, pw), train)
+
+
+class SepConv(nn.Module):
+    """Two DilConv blocks with dilation 1, the first one strided (the reference SepConv)."""
+    C: int
+    k: int
+    stride: int
+    N: int = 1
+    S: int = 1
+    affine: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = DilConv(self.C, self.k, self.stride, 1, self.N, self.S, self.affine)(x, train)
+        return DilConv(self.C, self.k, 1, 1, self.N, self.S, self.affine)(x, train)
+
+
+def _skip(C, stride, N, S, affine=False):
+    return Identity() if stride == 1 else FactorizedReduce(C, C, N, S, affine)
+
+
+class ConvSpec(NamedTuple):
+    """A conv primitive as ``blocks`` x (ReLU, depthwise k x k, pointwise, BN)."""
+    k: int
+    dilation: int
+    blocks: int
+
+
+# Batched forms used by the supernet's mixed op (jaxnas.supernet.MixedEdges).
+CONV_SPECS = {
+    'sep_conv_3x3': ConvSpec(3, 1, 2),
+    'sep_conv_5x5': ConvSpec(5, 1, 2),
+    'dil_conv_3x3': ConvSpec(3, 2, 1),
+    'dil_conv_5x5': ConvSpec(5, 2, 1),
+}
+POOL_KINDS = {'max_pool_3x3': 'max', 'avg_pool_3x3': 'avg'}
+
+
+def pool(x, kind: str, stride: int):
+    """3x3 max or average pool (average excludes the padding) of ``(..., B, H, W, C)``."""
+    H, W = x.shape[-3], x.shape[-2]
+    window = (1,) * (x.ndim - 3) + (3, 3, 1)
+    strides = (1,) * (x.ndim - 3) + (stride, stride, 1)
+    padding = [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)]
+    if kind == 'max':
+        return lax.reduce_window(x, -jnp.inf, lax.max, window, strides, padding)
+    total = lax.reduce_window(x, 0.0, lax.add, window, strides, padding)
+    count = lax.reduce_window(jnp.ones((1, H, W, 1), x.dtype), 0.0, lax.add, (1, 3, 3, 1),
+                              (1, stride, stride, 1), [(0, 0), (1, 1), (1, 1), (0, 0)])
+    return total / count
+
+
+OPS = {
+    'none': lambda C, stride, N, S, affine=False: Zero(),
+    'max_pool_3x3': lambda C, stride, N, S, affine=False: Pool('max', C, stride),
+    'avg_pool_3x3': lambda C, stride, N, S, affine=False: Pool('avg', C, stride),
+    'skip_connect': _skip,
+    'sep_conv_3x3': lambda C, stride, N, S, affine=False: SepConv(C, 3, stride, N, S, affine),
+    'sep_conv_5x5': lambda C, stride, N, S, affine=False: SepConv(C, 5, stride, N, S, affine),
+    'dil_conv_3x3': lambda C, stride, N, S, affine=False: DilConv(C, 3, stride, 2, N, S, affine),
+    'dil_conv_5x5': lambda C, stride, N, S, affine=False: DilConv(C, 5, stride, 2, N, S, affine),
+}
+
+
+def make_op(name: str, C: int, stride: int, N: int = 1, S: int = 1, affine: bool = False) -> nn.Module:
+    """Look up ``name`` in :data:`OPS` with a clear error for unknown names."""
+    from jaxnas.errors import JaxnasError
+    if name not in OPS:
+        raise JaxnasError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
+    return OPS[name](C, stride, N, S, affine)

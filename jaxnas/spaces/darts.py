@@ -1,0 +1,282 @@
+"""The DARTS CNN cell search space (Liu et al., ICLR 2019; public code quark0/darts).
+
+A cell has two inputs (the outputs of the two previous cells) and four intermediate
+nodes; node ``i`` receives one mixed edge from each of the ``2 + i`` earlier states, so a
+cell has 14 edges. Edge ``e`` of node ``i`` from state ``j`` has index
+``EDGE_OFFSETS[i] + j``, the order of the reference code's ``_arch_parameters`` rows.
+
+Architecture logits are a pytree ``{'normal': (14, 8), 'reduce': (14, 8)}``; a relaxation
+turns them into mixing weights of the same shape.
+
+The :class:`Genotype` text form is the reference code's ``repr`` so published genotypes
+paste in, e.g. ``Genotype(normal=[('sep_conv_3x3', 1), ...], normal_concat=[2, 3, 4, 5],
+reduce=[...], reduce_concat=[2, 3, 4, 5])``; ``range(2, 6)`` is accepted for concats.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.errors import JaxnasError
+
+PRIMITIVES = (
+    'none',
+    'max_pool_3x3',
+    'avg_pool_3x3',
+    'skip_connect',
+    'sep_conv_3x3',
+    'sep_conv_5x5',
+    'dil_conv_3x3',
+    'dil_conv_5x5',
+)
+NUM_NODES = 4
+NUM_INPUTS = 2
+EDGE_OFFSETS = tuple(sum(NUM_INPUTS + k for k in range(i)) for i in range(NUM_NODES))
+NUM_EDGES = sum(NUM_INPUTS + i for i in range(NUM_NODES))  # 14
+CELL_TYPES = ('normal', 'reduce')
+PARAMETER_FREE = ('none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect')
+
+
+class GenotypeError(JaxnasError):
+    """A genotype (text, JSON or value) that is not a valid DARTS cell."""
+
+
+def edge_index(node: int, source: int) -> int:
+    """Row of the architecture logits for the edge ``source -> node``."""
+    return EDGE_OFFSETS[node] + source
+
+
+def init_arch(key: jax.Array, scale: float = 1e-3) -> dict:
+    """Architecture logits as in the reference code: ``1e-3 * N(0, 1)`` per cell type."""
+    k_n, k_r = jax.random.split(key)
+    shape = (NUM_EDGES, len(PRIMITIVES))
+    return {
+        'normal': scale * jax.random.normal(k_n, shape, jnp.float32),
+        'reduce': scale * jax.random.normal(k_r, shape, jnp.float32),
+    }
+
+
+def sample(key: jax.Array) -> 'Genotype':
+    """A uniformly random valid genotype (two distinct inputs per node, non-`none` ops)."""
+    rng = np.random.default_rng(np.asarray(jax.random.randint(key, (4,), 0, 2**31 - 1)))
+    cells = []
+    for _ in CELL_TYPES:
+        gene = []
+        for i in range(NUM_NODES):
+            for j in rng.choice(NUM_INPUTS + i, size=2, replace=False):
+                gene.append((PRIMITIVES[int(rng.integers(1, len(PRIMITIVES)))], int(j)))
+        cells.append(tuple(gene))
+    concat = tuple(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))
+    return Genotype(cells[0], concat, cells[1], concat)
+
+
+class Genotype(NamedTuple):
+    """A discrete DARTS cell pair: 8 ``(op, input)`` pairs per cell, two per node."""
+    normal: tuple
+    normal_concat: tuple
+    reduce: tuple
+    reduce_concat: tuple
+
+    def __str__(self) -> str:
+        return to_text(self)
+
+    def to_json(self) -> dict:
+        return {
+            'normal': [[op, j] for op, j in self.normal],
+            'normal_concat': list(self.normal_concat),
+            'reduce': [[op, j] for op, j in self.reduce],
+            'reduce_concat': list(self.reduce_concat),
+        }
+
+    def count(self, ops: Sequence[str], cell: str = 'normal') -> int:
+        """How many edges of ``cell`` use one of ``ops``."""
+        return sum(op in ops for op, _ in getattr(self, cell))
+
+
+def _fmt_cell(cell) -> str:
+    return '[' + ', '.join(f'({op!r}, {j})' for op, j in cell) + ']'
+
+
+def to_text(g: Genotype) -> str:
+    """The reference code's repr: published genotypes paste in and round-trip exactly."""
+    return (f'Genotype(normal={_fmt_cell(g.normal)}, normal_concat={list(g.normal_concat)}, '
+            f'reduce={_fmt_cell(g.reduce)}, reduce_concat={list(g.reduce_concat)})')
+
+
+def make_genotype(normal, normal_concat, reduce, reduce_concat) -> Genotype:
+    """Build and validate a genotype from plain Python values."""
+    def cell(name, value):
+        if not isinstance(value, (list, tuple)):
+            raise GenotypeError(f'genotype {name} must be a list of (op, input) pairs, got {value!r}')
+        pairs = []
+        for item in value:
+            if (not isinstance(item, (list, tuple)) or len(item) != 2
+                    or not isinstance(item[0], str) or isinstance(item[1], bool)
+                    or not isinstance(item[1], (int, np.integer))):
+                raise GenotypeError(
+                    f'genotype {name} entry {item!r} is not an (op, input) pair like (\'sep_conv_3x3\', 0)')
+            pairs.append((item[0], int(item[1])))
+        return tuple(pairs)
+
+    def concat(name, value):
+        if isinstance(value, range):
+            value = list(value)
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise GenotypeError(f'genotype {name} must be a list of node indices like [2, 3, 4, 5], got {value!r}')
+        return tuple(int(v) for v in value)
+
+    g = Genotype(cell('normal', normal), concat('normal_concat', normal_concat),
+                 cell('reduce', reduce), concat('reduce_concat', reduce_concat))
+    validate(g)
+    return g
+
+
+def validate(g: Genotype) -> None:
+    """Raise :class:`GenotypeError` unless ``g`` is a well-formed DARTS genotype."""
+    for name in CELL_TYPES:
+        cell = getattr(g, name)
+        if len(cell) != 2 * NUM_NODES:
+            raise GenotypeError(
+                f'genotype {name} cell has {len(cell)} (op, input) pairs; a DARTS cell needs '
+                f'{2 * NUM_NODES} (two per intermediate node, nodes 2..{NUM_NODES + 1})')
+        for k, (op, j) in enumerate(cell):
+            node = k // 2
+            if op not in PRIMITIVES or op == 'none':
+                raise GenotypeError(
+                    f"genotype {name} cell uses unknown op {op!r}; choose one of "
+                    f"{', '.join(p for p in PRIMITIVES if p != 'none')}")
+            if not 0 <= j < NUM_INPUTS + node:
+                raise GenotypeError(
+                    f'genotype {name} cell: node {node + NUM_INPUTS} takes input {j}, which does '
+                    f'not exist yet (inputs 0..{NUM_INPUTS + node - 1} are available)')
+        concat = getattr(g, f'{name}_concat')
+        if not concat or any(not NUM_INPUTS <= c < NUM_INPUTS + NUM_NODES for c in concat):
+            raise GenotypeError(
+                f'genotype {name}_concat {list(concat)} must name intermediate nodes '
+                f'{NUM_INPUTS}..{NUM_INPUTS + NUM_NODES - 1}')
+
+
+def _literal(node: ast.AST, name: str):
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'range'
+            and not node.keywords):
+        return range(*[_literal(a, name) for a in node.args])
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise GenotypeError(f'genotype field {name} is not a literal: {ast.unparse(node)!r}') from None
+
+
+def from_text(text: str) -> Genotype:
+    """Parse the reference code's repr (``Genotype(normal=[...], ...)``); never evaluates code."""
+    text = text.strip()
+    try:
+        tree = ast.parse(text, mode='eval').body
+    except SyntaxError:
+        raise GenotypeError(
+            f"cannot parse genotype text {text[:60]!r}...; expected Genotype(normal=[('op', j), ...], "
+            "normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])") from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == 'Genotype'):
+        raise GenotypeError(f'genotype text must be a Genotype(...) call, got {text[:60]!r}')
+    fields = {}
+    if tree.args:
+        raise GenotypeError('genotype text must use keyword fields: Genotype(normal=..., normal_concat=..., '
+                            'reduce=..., reduce_concat=...)')
+    for kw in tree.keywords:
+        if kw.arg not in Genotype._fields:
+            raise GenotypeError(f'genotype text has unknown field {kw.arg!r}; fields are '
+                                f"{', '.join(Genotype._fields)}")
+        fields[kw.arg] = _literal(kw.value, kw.arg)
+    missing = [f for f in Genotype._fields if f not in fields]
+    if missing:
+        raise GenotypeError(f"genotype text lacks field(s) {', '.join(missing)}")
+    return make_genotype(**fields)
+
+
+def from_json(obj) -> Genotype:
+    """Inverse of :meth:`Genotype.to_json` (accepts a dict or a JSON string)."""
+    if isinstance(obj, str):
+        try:
+            obj = json.loads(obj)
+        except json.JSONDecodeError as e:
+            raise GenotypeError(f'genotype JSON does not parse: {e}') from None
+    if not isinstance(obj, dict) or set(obj) != set(Genotype._fields):
+        raise GenotypeError(f"genotype JSON must be an object with keys {', '.join(Genotype._fields)}")
+    return make_genotype(**obj)
+
+
+def derive_cell(weights: np.ndarray) -> tuple:
+    """The DARTS rule for one cell: per node keep the 2 incoming edges with the largest
+    non-`none` weight, and on each the best non-`none` op (ties: lowest index, as
+    Python's stable ``sorted`` in the reference code)."""
+    w = np.asarray(weights, np.float64)
+    if w.shape != (NUM_EDGES, len(PRIMITIVES)):
+        raise GenotypeError(f'cell weights have shape {w.shape}, expected {(NUM_EDGES, len(PRIMITIVES))}')
+    none = PRIMITIVES.index('none')
+    masked = w.copy()
+    masked[:, none] = -np.inf
+    gene = []
+    for i in range(NUM_NODES):
+        rows = masked[EDGE_OFFSETS[i]:EDGE_OFFSETS[i] + NUM_INPUTS + i]
+        strongest = np.argsort(-rows.max(axis=1), kind='stable')[:2]
+        for j in strongest:
+            gene.append((PRIMITIVES[int(np.argmax(rows[j]))], int(j)))
+    return tuple(gene)
+
+
+def derive(weights: dict) -> Genotype:
+    """Genotype from relaxed weights ``{'normal': (14, 8), 'reduce': (14, 8)}``."""
+    concat = tuple(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))
+    return Genotype(derive_cell(weights['normal']), concat, derive_cell(weights['reduce']), concat)
+
+
+# Published genotypes (quark0/darts genotypes.py; GDAS from Dong & Yang 2019).
+PUBLISHED = {
+    'DARTS_V1': from_text(
+        "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), "
+        "('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+        "('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+        "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), "
+        "('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"),
+    'DARTS_V2': from_text(
+        "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+        "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+        "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+        "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"),
+    'PC_DARTS_cifar': from_text(
+        "Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 0), "
+        "('dil_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('avg_pool_3x3', 0), "
+        "('dil_conv_3x3', 1)], normal_concat=range(2, 6), reduce=[('sep_conv_5x5', 1), "
+        "('max_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), "
+        "('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], reduce_concat=range(2, 6))"),
+    'GDAS_V1': make_genotype(
+        normal=[('skip_connect', 0), ('skip_connect', 1), ('skip_connect', 0), ('sep_conv_5x5', 2),
+                ('sep_conv_3x3', 3), ('skip_connect', 0), ('sep_conv_5x5', 4), ('sep_conv_3x3', 3)],
+        normal_concat=[2, 3, 4, 5],
+        reduce=[('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('sep_conv_5x5', 2), ('sep_conv_5x5', 1),
+                ('dil_conv_5x5', 2), ('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_5x5', 1)],
+        reduce_concat=[2, 3, 4, 5]),
+}
+
+
+def resolve(spec: str) -> Genotype:
+    """A genotype from a published name (``DARTS_V2``), its text form, or a JSON file path."""
+    spec = spec.strip()
+    if spec in PUBLISHED:
+        return PUBLISHED[spec]
+    if spec.startswith('Genotype('):
+        return from_text(spec)
+    if spec.endswith('.json'):
+        try:
+            with open(spec) as f:
+                return from_json(json.load(f))
+        except OSError as e:
+            raise GenotypeError(f'cannot read genotype file {spec}: {e.strerror}') from None
+    raise GenotypeError(f"unknown genotype {spec!r}; give a published name ({', '.join(PUBLISHED)}), "
+                        'a Genotype(...) text, or a genotype .json file')
