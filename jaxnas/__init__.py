@@ -10,6 +10,13 @@ def _set_xla_cpu_flags():
     backward pass and gave different forward values from the plain XLA kernels.
     Must run before the CPU backend starts, so it lives here at import time.
     """
+    from importlib import metadata
+    try:
+        jaxlib_version = metadata.version('jaxlib')
+    except metadata.PackageNotFoundError:
+        return
+    if not jaxlib_version.startswith('0.10.'):  # the flag is unknown elsewhere, and XLA aborts on those
+        return
     flags = _os.environ.get('XLA_FLAGS', '')
     if 'xla_cpu_experimental_ynn_fusion_type' not in flags:
         _os.environ['XLA_FLAGS'] = (flags + ' --xla_cpu_experimental_ynn_fusion_type=').strip()

@@ -125,27 +125,74 @@ def accuracy(logits, labels):
 
 def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, order: str = 'first',
               momentum: float = 0.9, weight_decay: float = 3e-4, penalty_weight: float = 1.0,
-              augment: Optional[Callable] = None) -> Callable:
-    """The bilevel step, un-jitted (jit it once, donating ``state``)."""
+              augment: Optional[Callable] = None, fuse_phases: bool = True) -> Callable:
+    """The bilevel step, un-jitted (jit it once, donating ``state``).
+
+    With ``order='first'`` and ``fuse_phases`` the two phases run as a ``lax.scan`` of
+    length 2 over (validation batch, training batch) whose body takes the gradient with
+    respect to both weights and architecture and applies one of the two updates
+    (``lax.cond``). XLA then compiles the supernet's forward and backward pass once
+    instead of twice, which halves compile time, for the cost of the unused weight
+    gradient in the architecture phase. The result is the same update sequence.
+    """
     if order not in ORDERS:
         raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
     loss = make_loss(net, relaxation)
 
-    def step(state: SearchState, train_batch, val_batch):
+    def arch_update(state, arch, a_opt, g_a):
+        penalty, g_pen = jax.value_and_grad(relaxation.penalty)(arch)
+        g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
+        a_updates, a_opt = a_tx.update(g_a, a_opt, arch)
+        return optax.apply_updates(arch, a_updates), a_opt, penalty, optax.global_norm(g_a)
+
+    def keys_and_batches(state, train_batch, val_batch):
         key = jax.random.fold_in(state.key, state.step)
         k_aug_t, k_aug_v, k_train, k_val = jax.random.split(key, 4)
         if augment is not None:
             train_batch = (augment(k_aug_t, train_batch[0]), train_batch[1])
             val_batch = (augment(k_aug_v, val_batch[0]), val_batch[1])
+        return k_train, k_val, train_batch, val_batch
+
+    def fused_step(state: SearchState, train_batch, val_batch):
+        k_train, k_val, train_batch, val_batch = keys_and_batches(state, train_batch, val_batch)
+        batches = jax.tree.map(lambda v, t: jnp.stack([v, t]), val_batch, train_batch)
+
+        def phase(carry, inputs):
+            params, batch_stats, arch, w_opt, a_opt = carry
+            is_weight_phase, batch, key = inputs
+            (value, (new_stats, logits)), (g_w, g_a) = jax.value_and_grad(loss, argnums=(0, 2), has_aux=True)(
+                params, batch_stats, arch, batch, key, state.step)
+
+            def update_arch(_):
+                new_arch, new_a_opt, penalty, norm = arch_update(state, arch, a_opt, g_a)
+                return (params, batch_stats, new_arch, w_opt, new_a_opt), penalty, norm
+
+            def update_weights(_):
+                w_updates, new_w_opt = w_tx.update(g_w, w_opt, params)
+                return ((optax.apply_updates(params, w_updates), new_stats, arch, new_w_opt, a_opt),
+                        jnp.zeros((), jnp.float32), optax.global_norm(g_w))
+
+            carry, penalty, norm = jax.lax.cond(is_weight_phase, update_weights, update_arch, None)
+            return carry, (value, logits, penalty, norm)
+
+        carry = (state.params, state.batch_stats, state.arch, state.w_opt, state.a_opt)
+        (params, batch_stats, arch, w_opt, a_opt), (values, logits, penalty, norms) = jax.lax.scan(
+            phase, carry, (jnp.array([False, True]), batches, jnp.stack([k_val, k_train])))
+        metrics = {
+            'train_loss': values[1], 'train_acc': accuracy(logits[1], train_batch[1]),
+            'val_loss': values[0], 'val_acc': accuracy(logits[0], val_batch[1]),
+            'penalty': penalty[0], 'lr': schedule(state.step), 'w_grad_norm': norms[1], 'a_grad_norm': norms[0],
+        }
+        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
+
+    def step(state: SearchState, train_batch, val_batch):
+        k_train, k_val, train_batch, val_batch = keys_and_batches(state, train_batch, val_batch)
         lr = schedule(state.step)
 
         # Architecture step on the validation batch.
         (val_loss, val_logits), g_a = hypergradient(order, loss, state, state.arch, train_batch, val_batch,
                                                     k_train, k_val, lr, momentum, weight_decay)
-        penalty, g_pen = jax.value_and_grad(relaxation.penalty)(state.arch)
-        g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
-        a_updates, a_opt = a_tx.update(g_a, state.a_opt, state.arch)
-        arch = optax.apply_updates(state.arch, a_updates)
+        arch, a_opt, penalty, a_norm = arch_update(state, state.arch, state.a_opt, g_a)
 
         # Weight step on the training batch, with the updated architecture.
         (train_loss, (batch_stats, train_logits)), g_w = jax.value_and_grad(loss, has_aux=True)(
@@ -157,11 +204,11 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
             'train_loss': train_loss, 'train_acc': accuracy(train_logits, train_batch[1]),
             'val_loss': val_loss, 'val_acc': accuracy(val_logits, val_batch[1]),
             'penalty': penalty, 'lr': lr, 'w_grad_norm': optax.global_norm(g_w),
-            'a_grad_norm': optax.global_norm(g_a),
+            'a_grad_norm': a_norm,
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
 
-    return step
+    return fused_step if (order == 'first' and fuse_phases) else step
 
 
 def make_eval(net, relaxation: Relaxation) -> Callable:

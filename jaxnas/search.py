@@ -1,0 +1,232 @@
+"""The gradient-based search: one straight-line loop around the jitted bilevel step.
+
+``run_search(config, workdir)`` writes into ``workdir``:
+
+- ``config.json``: the config of the run (a different config in the same directory is
+  refused rather than mixed with, or overwriting, the earlier results);
+- ``checkpoints/``: orbax checkpoints after every epoch (weights, BatchNorm statistics,
+  architecture logits, both optimiser states, step, RNG key); rerunning with the same
+  directory resumes from the last one and ends with the same bits as an uninterrupted run;
+- ``log.jsonl``: one line per epoch with the metrics, the derived genotype and the
+  relaxed architecture weights;
+- ``genotype.txt`` / ``genotype.json`` / ``alphas.json`` / ``summary.json`` at the end.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax
+from jaxnas.checkpoint import Checkpointer
+from jaxnas.errors import JaxnasError
+from jaxnas.spaces import darts
+from jaxnas.supernet import SearchNetwork
+
+PARAMETER_FREE = darts.PARAMETER_FREE
+
+
+def enable_compilation_cache(path: Optional[str] = None) -> str:
+    """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
+    path = path or os.environ.get('JAXNAS_CACHE_DIR') or os.path.expanduser('~/.cache/jaxnas/xla')
+    os.makedirs(path, exist_ok=True)
+    jax.config.update('jax_compilation_cache_dir', path)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+    return path
+
+
+class Searcher:
+    """Everything a search needs, built from a config: data, network, step functions."""
+
+    def __init__(self, config, dataset: Optional[data_lib.Dataset] = None):
+        config_lib.validate(config)
+        self.config = config
+        d, m, o = config.data, config.model, config.optim
+        self.data = dataset or data_lib.load_dataset(
+            d.name, data_dir=d.data_dir, train_portion=d.train_portion, seed=config.seed, limit=d.limit or None)
+        if len(self.data.train_x) < d.batch_size or len(self.data.val_x) < d.batch_size:
+            raise config_lib.ConfigError(
+                f'bad config value data.batch_size={d.batch_size}: larger than the weight-train '
+                f'({len(self.data.train_x)}) or arch-val ({len(self.data.val_x)}) split')
+        self.relaxation = relax.make_relaxation(config.relaxation.name, **config.relaxation.kwargs.to_dict())
+        self.net = SearchNetwork(m.channels, self.data.num_classes, m.layers, m.stem_multiplier)
+        self.steps_per_epoch = data_lib.num_batches(len(self.data.train_x), d.batch_size)
+        self.schedule = bilevel.make_lr_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
+        self.w_tx = bilevel.make_weight_optimizer(self.schedule, momentum=o.w_momentum,
+                                                  weight_decay=o.w_weight_decay, grad_clip=o.grad_clip)
+        self.a_tx = bilevel.make_arch_optimizer(lr=o.a_lr, b1=o.a_b1, b2=o.a_b2, weight_decay=o.a_weight_decay)
+        augment = None
+        if self.data.augment:
+            flip = self.data.flip
+            augment = lambda key, x: data_lib.augment_batch(key, x, pad=4, flip=flip)
+        step = bilevel.make_step(self.net, self.relaxation, self.w_tx, self.a_tx, self.schedule,
+                                 order=config.search.order, momentum=o.w_momentum,
+                                 weight_decay=o.w_weight_decay, penalty_weight=config.relaxation.penalty_weight,
+                                 augment=augment, fuse_phases=config.search.fuse_phases)
+        self.step = jax.jit(step, donate_argnums=0)
+        self.evaluate = jax.jit(bilevel.make_eval(self.net, self.relaxation))
+
+    def init_state(self) -> bilevel.SearchState:
+        key = jax.random.PRNGKey(self.config.seed)
+        k_arch, k_params, k_run = jax.random.split(key, 3)
+        arch = darts.init_arch(k_arch)
+        sample = jnp.zeros((2,) + self.data.train_x.shape[1:], jnp.float32)
+        seed = int(jax.random.randint(k_params, (), 0, 2 ** 31 - 1))
+        variables = ops.init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
+        params, batch_stats = variables['params'], variables['batch_stats']
+        return bilevel.SearchState(jnp.zeros((), jnp.int32), params, batch_stats, arch,
+                                   self.w_tx.init(params), self.a_tx.init(arch), k_run)
+
+    def epoch_batches(self, epoch: int):
+        """Pairs of (train batch, val batch); the order depends only on (seed, epoch).
+
+        An epoch is one pass over the weight-train split; validation batches come from
+        their own shuffled stream, restarted as often as needed.
+        """
+        d, seed = self.config.data, self.config.seed
+        train = data_lib.batches(self.data.train_x, self.data.train_y, d.batch_size, seed=seed, epoch=epoch)
+        val = itertools.chain.from_iterable(
+            data_lib.batches(self.data.val_x, self.data.val_y, d.batch_size, seed=seed + 1, epoch=epoch * 1000 + e)
+            for e in itertools.count())
+        return zip(train, val)
+
+    def eval_split(self, state, x, y) -> dict:
+        """Loss and accuracy of the supernet (inference mode, normalized weights)."""
+        bs = self.config.data.eval_batch_size
+        loss_sum, correct = 0.0, 0.0
+        for i in range(0, len(x), bs):
+            xb, yb = x[i:i + bs], y[i:i + bs]
+            n = len(xb)
+            mask = np.zeros(bs, np.float32)
+            mask[:n] = 1
+            if n < bs:
+                xb = np.concatenate([xb, np.zeros((bs - n,) + xb.shape[1:], xb.dtype)])
+                yb = np.concatenate([yb, np.zeros(bs - n, yb.dtype)])
+            l, c = self.evaluate(state.params, state.batch_stats, state.arch, xb, yb, mask)
+            loss_sum += float(l)
+            correct += float(c)
+        return {'loss': loss_sum / len(x), 'acc': correct / len(x)}
+
+    def weights(self, state) -> dict:
+        return jax.tree.map(np.asarray, self.relaxation.normalized(state.arch))
+
+
+def _same_config(path: str, config_json: str) -> bool:
+    with open(path) as f:
+        return json.load(f) == json.loads(config_json)
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _progress(total, initial, disable):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, disable=disable, unit='step', dynamic_ncols=True)
+
+
+def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max_epochs: Optional[int] = None) -> dict:
+    """Run (or resume) a search into ``workdir`` and return the summary dict.
+
+    ``max_epochs`` stops early after that many epochs of this call (used to test resume).
+    """
+    searcher = Searcher(config, dataset)
+    os.makedirs(workdir, exist_ok=True)
+    config_json = config.to_json_best_effort(sort_keys=True)
+    config_path = os.path.join(workdir, 'config.json')
+    if os.path.exists(config_path):
+        if not _same_config(config_path, config_json):
+            raise JaxnasError(f'{workdir} holds a run with a different config; pass a new --workdir '
+                              '(or the same config to resume that run)')
+    else:
+        with open(config_path, 'w') as f:
+            f.write(config_json)
+
+    t_start = time.time()
+    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+    state = searcher.init_state()
+    start_epoch, state = ckpt.restore(state)
+    start_epoch = start_epoch or 0
+    log_path = os.path.join(workdir, 'log.jsonl')
+    _truncate_log(log_path, start_epoch)
+
+    epochs = config.search.epochs
+    last = epochs if max_epochs is None else min(epochs, start_epoch + max_epochs)
+    spe = searcher.steps_per_epoch
+    bar = _progress(epochs * spe, start_epoch * spe, not progress)
+    record = None
+    for epoch in range(start_epoch, last):
+        t0 = time.time()
+        history = []
+        for train_batch, val_batch in searcher.epoch_batches(epoch):
+            state, metrics = searcher.step(state, train_batch, val_batch)
+            history.append(metrics)
+            bar.update(1)
+            if len(history) % 5 == 1 or len(history) == spe:
+                m = jax.device_get(metrics)
+                bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} train {m['train_loss']:.3f}/{m['train_acc']:.2f} "
+                                    f"val {m['val_loss']:.3f}/{m['val_acc']:.2f}")
+        history = jax.device_get(history)
+        step_time = (time.time() - t0) / max(len(history), 1)
+        means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+        val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
+        weights = searcher.weights(state)
+        genotype = darts.derive(weights)
+        record = {
+            'epoch': epoch + 1, 'step': int(state.step), **means,
+            'supernet_val_loss': val['loss'], 'supernet_val_acc': val['acc'],
+            'epoch_time_s': time.time() - t0, 'step_time_s': step_time,
+            'skip_connect_normal': genotype.count(('skip_connect',)),
+            'parameter_free_normal': genotype.count(PARAMETER_FREE),
+            'genotype': str(genotype),
+            'alphas': {k: np.round(v, 6).tolist() for k, v in weights.items()},
+        }
+        with open(log_path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+        ckpt.save(epoch + 1, state)
+        bar.write(f"epoch {epoch + 1}/{epochs}: train acc {means['train_acc']:.3f}, supernet val acc "
+                  f"{val['acc']:.3f}, {genotype}")
+    bar.close()
+    ckpt.close()
+    done = int(state.step) // spe
+    weights = searcher.weights(state)
+    genotype = darts.derive(weights)
+    summary = {
+        'name': config.name, 'workdir': os.path.abspath(workdir), 'epochs_done': done, 'epochs': epochs,
+        'complete': done >= epochs, 'genotype': str(genotype),
+        'relaxation': config.relaxation.name, 'order': config.search.order, 'data': config.data.name,
+        'wall_time_s_this_call': time.time() - t_start,
+    }
+    if done >= epochs:
+        test = searcher.eval_split(state, searcher.data.test_x, searcher.data.test_y)
+        val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
+        summary.update({'supernet_val_acc': val['acc'], 'supernet_test_acc': test['acc'],
+                        'skip_connect_normal': genotype.count(('skip_connect',)),
+                        'parameter_free_normal': genotype.count(PARAMETER_FREE),
+                        'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params)))})
+        with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
+            f.write(str(genotype) + '\n')
+        _write_json(os.path.join(workdir, 'genotype.json'), genotype.to_json())
+        _write_json(os.path.join(workdir, 'alphas.json'), {k: v.tolist() for k, v in weights.items()})
+        _write_json(os.path.join(workdir, 'summary.json'), summary)
+    return summary
+
+
+def _truncate_log(path: str, epochs_done: int) -> None:
+    """Drop log lines of epochs after the restored checkpoint (a crash between log and save)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [l for l in f if l.strip() and json.loads(l)['epoch'] <= epochs_done]
+    with open(path, 'w') as f:
+        f.writelines(lines)
