@@ -108,7 +108,7 @@ def hypergradient(order: str, loss: Callable, state: SearchState, arch, train_ba
     if order == 'finite_difference':
         w_virtual = virtual_step(loss, state, arch, train_batch, k_train, lr, momentum, weight_decay)
         (value, logits), (v, g_a) = jax.value_and_grad(val_loss, argnums=(0, 1), has_aux=True)(w_virtual, arch)
-        eps = 0.01 / optax.global_norm(v)
+        eps = 0.01 / optax.tree.norm(v)
 
         def train_grad_a(sign):
             shifted = jax.tree.map(lambda w, v_: w + sign * eps * v_, state.params, v)
@@ -143,7 +143,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         penalty, g_pen = jax.value_and_grad(relaxation.penalty)(arch)
         g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
         a_updates, a_opt = a_tx.update(g_a, a_opt, arch)
-        return optax.apply_updates(arch, a_updates), a_opt, penalty, optax.global_norm(g_a)
+        return optax.apply_updates(arch, a_updates), a_opt, penalty, optax.tree.norm(g_a)
 
     def keys_and_batches(state, train_batch, val_batch):
         key = jax.random.fold_in(state.key, state.step)
@@ -170,7 +170,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
             def update_weights(_):
                 w_updates, new_w_opt = w_tx.update(g_w, w_opt, params)
                 return ((optax.apply_updates(params, w_updates), new_stats, arch, new_w_opt, a_opt),
-                        jnp.zeros((), jnp.float32), optax.global_norm(g_w))
+                        jnp.zeros((), jnp.float32), optax.tree.norm(g_w))
 
             carry, penalty, norm = jax.lax.cond(is_weight_phase, update_weights, update_arch, None)
             return carry, (value, logits, penalty, norm)
@@ -203,7 +203,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         metrics = {
             'train_loss': train_loss, 'train_acc': accuracy(train_logits, train_batch[1]),
             'val_loss': val_loss, 'val_acc': accuracy(val_logits, val_batch[1]),
-            'penalty': penalty, 'lr': lr, 'w_grad_norm': optax.global_norm(g_w),
+            'penalty': penalty, 'lr': lr, 'w_grad_norm': optax.tree.norm(g_w),
             'a_grad_norm': a_norm,
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
