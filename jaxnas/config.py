@@ -174,4 +174,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(0 <= config.optim[field] < 1, f'optim.{field}', 'must be in [0, 1)')
     for field in ('w_weight_decay', 'a_weight_decay'):
         check(config.optim[field] >= 0, f'optim.{field}', 'must be >= 0')
-    relax.make_relaxation(config.relaxation.name, **config.relaxation.kwargs.to_dict())
+    try:
+        relax.make_relaxation(config.relaxation.name, **config.relaxation.kwargs.to_dict())
+    except JaxnasError as e:
+        raise ConfigError(f'bad config value relaxation.kwargs: {e}') from None
