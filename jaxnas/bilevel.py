@@ -139,7 +139,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
     loss = make_loss(net, relaxation)
 
-    def arch_update(state, arch, a_opt, g_a):
+    def arch_update(arch, a_opt, g_a):
         penalty, g_pen = jax.value_and_grad(relaxation.penalty)(arch)
         g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
         a_updates, a_opt = a_tx.update(g_a, a_opt, arch)
@@ -164,7 +164,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
                 params, batch_stats, arch, batch, key, state.step)
 
             def update_arch(_):
-                new_arch, new_a_opt, penalty, norm = arch_update(state, arch, a_opt, g_a)
+                new_arch, new_a_opt, penalty, norm = arch_update(arch, a_opt, g_a)
                 return (params, batch_stats, new_arch, w_opt, new_a_opt), penalty, norm
 
             def update_weights(_):
@@ -192,7 +192,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         # Architecture step on the validation batch.
         (val_loss, val_logits), g_a = hypergradient(order, loss, state, state.arch, train_batch, val_batch,
                                                     k_train, k_val, lr, momentum, weight_decay)
-        arch, a_opt, penalty, a_norm = arch_update(state, state.arch, state.a_opt, g_a)
+        arch, a_opt, penalty, a_norm = arch_update(state.arch, state.a_opt, g_a)
 
         # Weight step on the training batch, with the updated architecture.
         (train_loss, (batch_stats, train_logits)), g_w = jax.value_and_grad(loss, has_aux=True)(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import math
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax

@@ -29,9 +29,6 @@ from jaxnas.errors import JaxnasError
 from jaxnas.spaces import darts
 from jaxnas.supernet import SearchNetwork
 
-PARAMETER_FREE = darts.PARAMETER_FREE
-
-
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
     path = path or os.environ.get('JAXNAS_CACHE_DIR') or os.path.expanduser('~/.cache/jaxnas/xla')
@@ -187,7 +184,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
             'supernet_val_loss': val['loss'], 'supernet_val_acc': val['acc'],
             'epoch_time_s': time.time() - t0, 'step_time_s': step_time,
             'skip_connect_normal': genotype.count(('skip_connect',)),
-            'parameter_free_normal': genotype.count(PARAMETER_FREE),
+            'parameter_free_normal': genotype.count(darts.PARAMETER_FREE),
             'genotype': str(genotype),
             'alphas': {k: np.round(v, 6).tolist() for k, v in weights.items()},
         }
@@ -212,7 +209,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
         summary.update({'supernet_val_acc': val['acc'], 'supernet_test_acc': test['acc'],
                         'skip_connect_normal': genotype.count(('skip_connect',)),
-                        'parameter_free_normal': genotype.count(PARAMETER_FREE),
+                        'parameter_free_normal': genotype.count(darts.PARAMETER_FREE),
                         'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params)))})
         with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
             f.write(str(genotype) + '\n')

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxnas import ops
 from jaxnas.spaces import darts
@@ -234,6 +235,5 @@ class SearchNetwork(nn.Module):
 
 
 def lax_conv(x, w, stride: int = 1):
-    from jax import lax
     return lax.conv_general_dilated(x, w, (stride, stride), 'SAME',
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))

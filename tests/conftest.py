@@ -16,16 +16,12 @@ enable_compilation_cache()
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def make_tiny_config(**changes):
-    """A search on a slice of the digits that compiles and runs in seconds."""
-    c = config_lib.get_config()
-    c.name = 'tiny'
-    c.model.channels = 2
-    c.model.layers = 3
-    c.data.limit = 120
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 64
-    c.search.epochs = 2
+    """experiments/tiny.py: a search on a slice of the digits that compiles and runs in seconds."""
+    c = config_lib.load_config(os.path.join(ROOT, 'experiments', 'tiny.py'))
     for key, value in changes.items():
         config_lib.apply_overrides(c, [(key, value)])
     return c
