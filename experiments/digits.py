@@ -4,7 +4,7 @@
     jaxnas search --config experiments/digits.py:second     # exact second-order hypergradient
     jaxnas search --config experiments/digits.py:finite_difference
 
-About 3 minutes on a 2-core CPU for the first-order default, compile included.
+About 3.5 minutes on a 2-core CPU for the first-order default, compile included.
 """
 from jaxnas.config import base_config
 
