@@ -6,7 +6,8 @@
 Configs: ``tiny`` (C=4, 5 cells, batch 16, 16x16x3), ``default`` (the digits default:
 C=8, 5 cells, batch 32, 8x8x1), ``paper`` (the DARTS CIFAR-10 search: C=16, 8 cells,
 batch 64, 32x32x3). Inputs are random arrays of those shapes (timing does not depend on
-the values). Each (config, order) runs in its own process so peak RSS is its own. One
+the values), run through the same ``search.Searcher`` step as ``jaxnas search``
+(augmentation off). Each (config, order) runs in its own process so peak RSS is its own. One
 step = one architecture step on a validation batch + one weight step on a training
 batch, so images/s counts 2 x batch per step. Trace, compile, the first call and the
 steady-state median are reported apart; the persistent compilation cache is off so
@@ -31,30 +32,27 @@ CONFIGS = {
 
 
 def measure(config_name: str, order: str, steps: int) -> dict:
+    """Time the CLI's own step (``search.Searcher``) on a synthetic data set of the config's shape."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
-    from jaxnas import bilevel, ops, relax
-    from jaxnas.spaces import darts
-    from jaxnas.supernet import SearchNetwork
+    from jaxnas import config as config_lib, data, search
 
     cfg = CONFIGS[config_name]
-    net = SearchNetwork(cfg['channels'], 10, cfg['layers'])
+    config = config_lib.get_config()
+    config_lib.apply_overrides(config, [('model.channels', cfg['channels']), ('model.layers', cfg['layers']),
+                                        ('data.batch_size', cfg['batch']), ('search.order', order)])
     rng = np.random.default_rng(0)
-    shape = (cfg['batch'], cfg['size'], cfg['size'], cfg['in_channels'])
-    batch = lambda: (jnp.asarray(rng.normal(size=shape), jnp.float32),
-                     jnp.asarray(rng.integers(0, 10, cfg['batch']), jnp.int32))
-    train, val = batch(), batch()
-    relaxation = relax.make_relaxation('darts')
-    arch = darts.init_arch(jax.random.PRNGKey(0))
+    n = 2 * cfg['batch']
+    images = rng.normal(size=(n, cfg['size'], cfg['size'], cfg['in_channels'])).astype(np.float32)
+    labels = rng.integers(0, 10, n).astype(np.int32)
+    dataset = data.Dataset('synthetic', images, labels, images, labels, images, labels, 10, augment=False)
+    searcher = search.Searcher(config, dataset)
+    train = (images[:cfg['batch']], labels[:cfg['batch']])
+    val = (images[cfg['batch']:], labels[cfg['batch']:])
     t = time.perf_counter()
-    variables = ops.init_variables(net, 0, train[0], relaxation.normalized(arch), train=True)
+    state = searcher.init_state()
     init_s = time.perf_counter() - t
-    schedule = bilevel.make_lr_schedule(0.025, 0.001, 50, 100)
-    w_tx, a_tx = bilevel.make_weight_optimizer(schedule), bilevel.make_arch_optimizer()
-    state = bilevel.SearchState(jnp.zeros((), jnp.int32), variables['params'], variables['batch_stats'], arch,
-                                w_tx.init(variables['params']), a_tx.init(arch), jax.random.PRNGKey(1))
-    step = jax.jit(bilevel.make_step(net, relaxation, w_tx, a_tx, schedule, order=order), donate_argnums=0)
+    step = searcher.step
     t = time.perf_counter()
     lowered = step.lower(state, train, val)
     trace_s = time.perf_counter() - t
@@ -75,7 +73,7 @@ def measure(config_name: str, order: str, steps: int) -> dict:
     step_s = float(np.median(times))
     return {
         'config': config_name, 'order': order, **cfg,
-        'num_params': int(sum(np.size(p) for p in jax.tree.leaves(variables['params']))),
+        'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params))),
         'init_s': round(init_s, 3), 'trace_s': round(trace_s, 3), 'compile_s': round(compile_s, 3),
         'trace_plus_compile_s': round(trace_s + compile_s, 3), 'first_call_s': round(first_call_s, 3),
         'step_s_median': round(step_s, 4), 'step_s_all': [round(x, 4) for x in times],
