@@ -2,30 +2,38 @@
 
     jaxnas search [--config experiments/FILE.py[:ARG]] [--workdir DIR] [--config.FIELD=VALUE ...]
 
-Errors in the user's input end with one line on stderr and exit status 2.
+Each subcommand lives in its own module (listed in :data:`COMMAND_MODULES`), which
+provides ``register(subparsers)``: it adds its parser and sets ``run(args, overrides)``
+as the parser's default. Errors in the user's input end with one line on stderr and exit
+status 2.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import importlib
 import sys
 
 from jaxnas.errors import JaxnasError
 
+COMMAND_MODULES = (
+    'jaxnas.search',
+)
 
-def _search(args, overrides) -> int:
-    from jaxnas import config as config_lib, search
-    config = config_lib.apply_overrides(config_lib.load_config(args.config),
-                                        config_lib.parse_overrides(overrides))
-    config_lib.validate(config)
-    workdir = args.workdir or os.path.join('runs', config.name)
-    search.enable_compilation_cache()
-    summary = search.run_search(config, workdir, progress=not args.no_progress)
-    print(json.dumps(summary, indent=2))
-    if summary['complete']:
-        print(f"\nfinal genotype ({workdir}/genotype.txt):\n{summary['genotype']}")
-    return 0
+
+def add_config_arguments(parser: argparse.ArgumentParser, default_help: str) -> None:
+    """The options every config-driven command shares."""
+    parser.add_argument('--config', default=None,
+                        help=f'config file experiments/FILE.py[:ARG] (default: {default_help})')
+    parser.add_argument('--workdir', default=None, help='output directory (default: runs/<config.name>); '
+                        'an existing one with the same config is resumed')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def load_config(args, overrides):
+    """The config named by ``--config`` with the ``--config.FIELD=VALUE`` overrides applied."""
+    from jaxnas import config as config_lib
+    return config_lib.apply_overrides(config_lib.load_config(args.config),
+                                      config_lib.parse_overrides(overrides))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,14 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog='jaxnas', description='jaxnas: neural architecture search in JAX.',
         epilog='Config fields are overridden with --config.FIELD=VALUE, e.g. --config.model.channels=8.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
-    p = sub.add_parser('search', help='differentiable search (DARTS bilevel) on a data set',
-                       description='Run or resume a differentiable architecture search.')
-    p.add_argument('--config', default=None,
-                   help='config file experiments/FILE.py[:ARG] (default: DARTS on the embedded digits)')
-    p.add_argument('--workdir', default=None, help='output directory (default: runs/<config.name>); '
-                   'an existing one with the same config is resumed')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.set_defaults(run=_search)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

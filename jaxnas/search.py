@@ -227,3 +227,25 @@ def _truncate_log(path: str, epochs_done: int) -> None:
         lines = [l for l in f if l.strip() and json.loads(l)['epoch'] <= epochs_done]
     with open(path, 'w') as f:
         f.writelines(lines)
+
+
+def _command(args, overrides) -> int:
+    from jaxnas import cli
+    config = cli.load_config(args, overrides)
+    config_lib.validate(config)
+    workdir = args.workdir or os.path.join('runs', config.name)
+    enable_compilation_cache()
+    summary = run_search(config, workdir, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    if summary['complete']:
+        print(f"\nfinal genotype ({workdir}/genotype.txt):\n{summary['genotype']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """``jaxnas search``: run or resume one differentiable search."""
+    from jaxnas import cli
+    p = subparsers.add_parser('search', help='differentiable search (bilevel) on a data set',
+                              description='Run or resume a differentiable architecture search.')
+    cli.add_config_arguments(p, 'DARTS on the embedded digits')
+    p.set_defaults(run=_command)
