@@ -64,7 +64,50 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.a_b1 = 0.5
     c.optim.a_b2 = 0.999
     c.optim.a_weight_decay = 1e-3
+
+    c.discrete = discrete_config()         # `jaxnas discrete`; checked by jaxnas.discrete.validate
     return c
+
+
+def discrete_config() -> ml_collections.ConfigDict:
+    """Defaults of the discrete search (``jaxnas discrete``, :mod:`jaxnas.discrete`)."""
+    d = ml_collections.ConfigDict()
+    d.searcher = 'evolution'               # random | evolution | reinforce
+    d.batch_size = 4                       # candidates asked (and trained) at once
+    d.max_evaluations = 100                # budget in evaluations
+    d.max_time_s = 0.0                     # budget in wall seconds, 0: none
+    d.target = config_dict.placeholder(float)   # stop once the best fitness reaches this
+    d.checkpoint_every = 1                 # rounds of `batch_size` candidates between checkpoints
+    d.hparams = ml_collections.ConfigDict()     # name -> tuple of values, searched with the cell
+    d.cells = ()                           # non-empty: search only these genotypes (texts)
+    d.evolution = ml_collections.ConfigDict({'population_size': 20, 'sample_size': 5})
+    d.reinforce = ml_collections.ConfigDict({'learning_rate': 0.05, 'baseline_decay': 0.9})
+    d.random = ml_collections.ConfigDict()
+    d.fitness = ml_collections.ConfigDict()
+    d.fitness.mode = 'short_training'      # short_training | weight_sharing | tabular
+    d.fitness.metric = 'val_acc'
+    d.fitness.objective = 'metric'         # metric | linear | mnas
+    d.fitness.cost = ''                    # e.g. params (with objective linear | mnas)
+    d.fitness.cost_weight = 0.0
+    d.fitness.cost_target = 1.0
+    d.short_training = ml_collections.ConfigDict()
+    d.short_training.steps = 60            # SGD steps per candidate on the weight-train split
+    d.short_training.batch_size = 32
+    d.short_training.lr = 0.05             # defaults for hyperparameters not searched
+    d.short_training.weight_decay = 3e-4
+    d.short_training.momentum = 0.9
+    d.short_training.grad_clip = 5.0
+    d.short_training.eval_examples = 0     # > 0: score on this many arch-val examples
+    d.weight_sharing = ml_collections.ConfigDict()
+    d.weight_sharing.relaxation = 'random_path'   # how the shared supernet is trained
+    d.weight_sharing.epochs = 10
+    d.weight_sharing.batch_norm = 'batch'  # batch: statistics of each evaluation batch | running
+    d.weight_sharing.eval_examples = 0
+    d.tabular = ml_collections.ConfigDict()
+    d.tabular.path = config_dict.placeholder(str)   # NATS-Bench topology file/directory
+    d.tabular.dataset = 'cifar10'
+    d.tabular.hp = '200'
+    return d
 
 
 def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
