@@ -18,6 +18,10 @@ choice is a valid genotype too):
 - ``nb201``: one choice per edge of the NAS-Bench-201 cell (6 edges x 5 ops, 15,625
   cells), in the order of its architecture string.
 
+A fixed candidate list (``cells``: genotypes or their texts) replaces the cell choices
+by one choice, ``cell``, indexing the list: a toy space, or the cells a partial tabular
+benchmark holds.
+
 Hyperparameter choices (``{'lr': (0.01, 0.025, 0.05), 'channels': (8, 16)}``: a name and
 its candidate values) follow the cell choices; :meth:`ChoiceSpace.decode` returns them
 as a dict of values.
@@ -43,7 +47,6 @@ DARTS_OPS = tuple(p for p in darts.PRIMITIVES if p != 'none')
 # Unordered pairs of distinct earlier states per node, in lexicographic order.
 DARTS_PAIRS = tuple(tuple(itertools.combinations(range(darts.NUM_INPUTS + i), 2))
                     for i in range(darts.NUM_NODES))
-NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (node, source), arch-string order
 
 
 def _nb201():
@@ -63,6 +66,7 @@ class ChoiceSpace(NamedTuple):
     names: tuple
     sizes: tuple
     hparams: tuple  # ((name, (values...)), ...)
+    cells: tuple = ()  # a fixed list of genotypes, when the cell is one choice among them
 
     @property
     def num_choices(self) -> int:
@@ -93,12 +97,20 @@ class ChoiceSpace(NamedTuple):
     def decode(self, vector) -> Candidate:
         v = self.check(vector)
         cell, rest = v[:self.num_cell_choices], v[self.num_cell_choices:]
-        genotype = _decode_darts(cell) if self.space == 'darts' else _decode_nb201(cell)
+        if self.cells:
+            genotype = self.cells[int(cell[0])]
+        else:
+            genotype = _decode_darts(cell) if self.space == 'darts' else _decode_nb201(cell)
         hparams = {name: values[int(i)] for (name, values), i in zip(self.hparams, rest)}
         return Candidate(genotype, hparams)
 
     def encode(self, genotype, hparams: Optional[Mapping] = None) -> np.ndarray:
-        cell = _encode_darts(genotype) if self.space == 'darts' else _encode_nb201(genotype)
+        if self.cells:
+            if genotype not in self.cells:
+                raise ChoiceError(f'genotype {genotype} is not one of the {len(self.cells)} cells of this space')
+            cell = [self.cells.index(genotype)]
+        else:
+            cell = _encode_darts(genotype) if self.space == 'darts' else _encode_nb201(genotype)
         hparams = dict(hparams or {})
         extra = set(hparams) - {n for n, _ in self.hparams}
         if extra:
@@ -114,9 +126,24 @@ class ChoiceSpace(NamedTuple):
         return np.asarray(list(cell) + rest, np.int32)
 
 
-def make_space(space: str = 'darts', hparams: Optional[Mapping[str, Sequence]] = None) -> ChoiceSpace:
-    """The choice space of a cell space (``darts`` or ``nb201``) plus hyperparameter choices."""
+def parse_genotype(space: str, g):
+    """A genotype of ``space`` from a genotype value or its text form."""
     if space == 'darts':
+        return darts.from_text(g) if isinstance(g, str) else (darts.validate(g) or g)
+    return _nb201().as_genotype(g)
+
+
+def make_space(space: str = 'darts', hparams: Optional[Mapping[str, Sequence]] = None,
+               cells: Sequence = ()) -> ChoiceSpace:
+    """The choice space of a cell space (``darts`` or ``nb201``) plus hyperparameter choices."""
+    if space not in SPACES:
+        raise ChoiceError(f"unknown search space {space!r}; choose one of {', '.join(SPACES)}")
+    if cells:
+        cells = tuple(parse_genotype(space, g) for g in cells)
+        if len(set(cells)) != len(cells):
+            raise ChoiceError('the candidate cell list names a genotype twice')
+        names, sizes = ['cell'], [len(cells)]
+    elif space == 'darts':
         names, sizes = [], []
         for cell in darts.CELL_TYPES:
             for i in range(darts.NUM_NODES):
@@ -124,11 +151,9 @@ def make_space(space: str = 'darts', hparams: Optional[Mapping[str, Sequence]] =
                 names += [f'{cell}.node{node}.inputs', f'{cell}.node{node}.op_a', f'{cell}.node{node}.op_b']
                 sizes += [len(DARTS_PAIRS[i]), len(DARTS_OPS), len(DARTS_OPS)]
     elif space == 'nb201':
-        ops = _nb201().PRIMITIVES
-        names = [f'edge{j}~{i}' for j, i in NB201_EDGES]
-        sizes = [len(ops)] * len(NB201_EDGES)
-    else:
-        raise ChoiceError(f"unknown search space {space!r}; choose one of {', '.join(SPACES)}")
+        nb201 = _nb201()
+        names = [f'edge{t}~{s}' for t, s in nb201.EDGES]
+        sizes = [len(nb201.PRIMITIVES)] * len(nb201.EDGES)
     hp = []
     for name, values in (hparams or {}).items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
@@ -138,7 +163,7 @@ def make_space(space: str = 'darts', hparams: Optional[Mapping[str, Sequence]] =
         hp.append((str(name), tuple(values)))
         names.append(f'hparam.{name}')
         sizes.append(len(values))
-    return ChoiceSpace(space, tuple(names), tuple(sizes), tuple(hp))
+    return ChoiceSpace(space, tuple(names), tuple(sizes), tuple(hp), tuple(cells))
 
 
 def _decode_darts(v) -> darts.Genotype:
@@ -173,26 +198,11 @@ def _encode_darts(g) -> list:
     return out
 
 
-def nb201_arch_string(ops: Sequence[str]) -> str:
-    """``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` from the 6 edge ops in :data:`NB201_EDGES` order."""
-    nodes, k = [], 0
-    for node in (1, 2, 3):
-        nodes.append('|' + '|'.join(f'{ops[k + i]}~{i}' for i in range(node)) + '|')
-        k += node
-    return '+'.join(nodes)
-
-
 def _decode_nb201(v):
-    ops = _nb201().PRIMITIVES
-    return _nb201().from_text(nb201_arch_string([ops[int(i)] for i in v]))
+    nb201 = _nb201()
+    return nb201.make_genotype([nb201.PRIMITIVES[int(i)] for i in v])
 
 
 def _encode_nb201(g) -> list:
-    ops = _nb201().PRIMITIVES
-    text = str(g)
-    try:
-        edges = [e for node in text.split('+') for e in node.strip('|').split('|')]
-        names = [e.split('~')[0] for e in edges]
-        return [ops.index(n) for n in names]
-    except ValueError:
-        raise ChoiceError(f'cannot encode NAS-Bench-201 genotype {text!r}') from None
+    nb201 = _nb201()
+    return [nb201.PRIMITIVES.index(op) for op in nb201.as_genotype(g)]

@@ -1,0 +1,297 @@
+"""The discrete NAS loop: search space -> searcher -> evaluate -> good enough? -> feedback.
+
+``run_discrete(config, workdir)`` runs one searcher (:mod:`jaxnas.searchers`: random
+search, regularized evolution -- Real et al., AAAI 2019 --, REINFORCE -- Williams 1992,
+Zoph & Le, ICLR 2017 --) over a choice space (:mod:`jaxnas.spaces.choices`) with a
+fitness mode (:mod:`jaxnas.fitness`). Each round asks ``discrete.batch_size`` candidates,
+evaluates them together and tells the fitness back. It stops at the first of: the
+evaluation budget (``max_evaluations``), the wall-time budget (``max_time_s``, counted
+across resumes), or a best fitness ``>= target`` ("good enough").
+
+Outputs in ``workdir``:
+
+- ``config.json``: a different config in the same directory is refused;
+- ``checkpoints/``: orbax checkpoints of the searcher state and the loop counters;
+  rerunning resumes, and a resumed run equals an uninterrupted one (the round keys are
+  ``fold_in(seed, round)`` and fitness is deterministic);
+- ``history.jsonl``: one line per candidate: evaluation index, round, choice vector,
+  genotype, hyperparameters, metrics, cost, fitness, best so far, elapsed seconds;
+- ``genotype.txt`` / ``genotype.json``: the best genotype, in the format of ``jaxnas
+  search``, so ``jaxnas retrain`` takes either directory; ``best.json`` adds its
+  hyperparameters and metrics; ``summary.json``;
+- ``best_so_far.png``: best-so-far fitness against evaluations and against wall time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import fitness as fitness_lib, searchers
+from jaxnas.checkpoint import Checkpointer
+from jaxnas.errors import JaxnasError
+from jaxnas.spaces import choices
+
+COST_METRICS = ('params', 'macs', 'flops', 'latency')
+
+
+class DiscreteConfigError(JaxnasError):
+    """A bad value in the ``discrete`` section of the config."""
+
+
+class LoopState(NamedTuple):
+    searcher: tuple         # the searcher's state
+    round: jax.Array        # rounds completed
+    evaluations: jax.Array  # candidates evaluated
+    elapsed_s: jax.Array    # wall seconds spent in the loop, across resumes
+    best: jax.Array         # best fitness so far
+
+
+def validate(config) -> None:
+    """Reject values of ``config.discrete`` the loop cannot use, naming the field."""
+    d = config.discrete
+
+    def check(ok, field, msg):
+        if not ok:
+            value = d
+            for part in field.split('.'):
+                value = value[part]
+            raise DiscreteConfigError(f'bad config value discrete.{field}={value!r}: {msg}')
+
+    check(d.searcher in searchers.SEARCHERS, 'searcher', f"choose one of {', '.join(searchers.SEARCHERS)}")
+    if config.space not in choices.SPACES:
+        raise DiscreteConfigError(f"bad config value space={config.space!r}: choose one of {', '.join(choices.SPACES)}")
+    check(isinstance(d.batch_size, int) and d.batch_size >= 1, 'batch_size', 'must be an integer >= 1')
+    check(d.max_evaluations >= 1, 'max_evaluations', 'must be >= 1')
+    check(d.max_time_s >= 0, 'max_time_s', 'must be >= 0 (0: no time budget)')
+    check(d.checkpoint_every >= 1, 'checkpoint_every', 'must be >= 1')
+    check(d.fitness.mode in fitness_lib.FITNESS_MODES, 'fitness.mode',
+          f"choose one of {', '.join(fitness_lib.FITNESS_MODES)}")
+    check(d.fitness.objective in fitness_lib.OBJECTIVES, 'fitness.objective',
+          f"choose one of {', '.join(fitness_lib.OBJECTIVES)}")
+    check(d.fitness.objective == 'metric' or d.fitness.cost, 'fitness.cost',
+          f'objective {d.fitness.objective} needs a cost, e.g. params')
+    st = d.short_training
+    check(st.steps >= 1, 'short_training.steps', 'must be >= 1')
+    check(st.batch_size >= 2, 'short_training.batch_size', 'must be >= 2 (BatchNorm needs a batch)')
+    check(st.lr > 0, 'short_training.lr', 'must be > 0')
+    check(d.weight_sharing.epochs >= 1, 'weight_sharing.epochs', 'must be >= 1')
+    try:
+        make_searcher(config, make_space(config))
+    except JaxnasError as e:
+        raise DiscreteConfigError(f'bad config value discrete.{d.searcher}: {e}') from None
+
+
+def make_space(config) -> choices.ChoiceSpace:
+    d = config.discrete
+    try:
+        return choices.make_space(config.space, d.hparams.to_dict(), tuple(d.cells))
+    except JaxnasError as e:
+        raise DiscreteConfigError(f'bad config value discrete.hparams / discrete.cells: {e}') from None
+
+
+def make_searcher(config, space) -> searchers.DiscreteSearcher:
+    d = config.discrete
+    kwargs = d[d.searcher].to_dict() if d.searcher in d else {}
+    return searchers.make_searcher(d.searcher, space, batch_size=d.batch_size, **kwargs)
+
+
+def _write_json(path, obj):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _read_history(path, evaluations: int) -> list:
+    """History lines of the first ``evaluations`` candidates (drops lines past the checkpoint)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = [json.loads(l) for l in f if l.strip()]
+    lines = [l for l in lines if l['evaluation'] < evaluations]
+    with open(path, 'w') as f:
+        f.writelines(json.dumps(l) + '\n' for l in lines)
+    return lines
+
+
+def _genotype_json(g) -> dict:
+    return g.to_json()
+
+
+def plot_history(history: list, path: str, title: str = '') -> None:
+    """Best-so-far fitness against evaluations and against wall time (PNG)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    evals = [h['evaluation'] + 1 for h in history]
+    best = [h['best_so_far'] for h in history]
+    times = [h['elapsed_s'] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, x, label in zip(axes, (evals, times), ('evaluations', 'wall time (s)')):
+        ax.step(x, best, where='post')
+        ax.scatter(x, [h['fitness'] if np.isfinite(h['fitness']) else np.nan for h in history], s=6, alpha=0.4)
+        ax.set_xlabel(label)
+        ax.set_ylabel('fitness (best so far: line)')
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, fitness=None,
+                 max_rounds: Optional[int] = None) -> dict:
+    """Run (or resume) a discrete search into ``workdir``; returns the summary dict.
+
+    ``fitness`` replaces the config's fitness mode (a :class:`jaxnas.fitness.FitnessFunction`,
+    e.g. a toy objective in tests); ``max_rounds`` stops this call after that many rounds
+    (to test resume).
+    """
+    validate(config)
+    d = config.discrete
+    space = make_space(config)
+    searcher = make_searcher(config, space)
+    os.makedirs(workdir, exist_ok=True)
+    config_json = config.to_json_best_effort(sort_keys=True)
+    config_path = os.path.join(workdir, 'config.json')
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            if json.load(f) != json.loads(config_json):
+                raise JaxnasError(f'{workdir} holds a run with a different config; pass a new --workdir '
+                                  '(or the same config to resume that run)')
+    else:
+        with open(config_path, 'w') as f:
+            f.write(config_json)
+
+    fitness = fitness or fitness_lib.make_fitness(config, space, dataset=dataset, workdir=workdir)
+    objective = fitness_lib.make_objective(d.fitness.objective, d.fitness.metric, d.fitness.cost,
+                                           d.fitness.cost_weight, d.fitness.cost_target, fitness.metrics)
+    key = jax.random.PRNGKey(config.seed)
+    k_init, k_run = jax.random.split(key)
+    state = LoopState(searcher.init(k_init), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
+                      jnp.zeros((), jnp.float32), jnp.full((), -jnp.inf, jnp.float32))
+    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+    _, state = ckpt.restore(state)
+    history_path = os.path.join(workdir, 'history.jsonl')
+    history = _read_history(history_path, int(state.evaluations))
+    evaluations, rnd = int(state.evaluations), int(state.round)
+    elapsed0 = float(state.elapsed_s)
+    best = max([h['fitness'] for h in history if np.isfinite(h['fitness'])], default=-np.inf)
+    best_line = max((h for h in history if np.isfinite(h['fitness'])), key=lambda h: h['fitness'], default=None)
+
+    def stop_reason():
+        if d.target is not None and best >= d.target:
+            return 'target'
+        if evaluations >= d.max_evaluations:
+            return 'evaluations'
+        if d.max_time_s and elapsed0 + (time.time() - t0) >= d.max_time_s:
+            return 'time'
+        return None
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=d.max_evaluations, initial=evaluations, disable=not progress, unit='eval', dynamic_ncols=True)
+    t0 = time.time()
+    rounds_this_call = 0
+    reason = stop_reason()
+    while reason is None and (max_rounds is None or rounds_this_call < max_rounds):
+        cand = searcher.ask(state.searcher, jax.random.fold_in(k_run, rnd))
+        vectors = np.asarray(jax.device_get(cand))
+        n = min(len(vectors), d.max_evaluations - evaluations)
+        decoded = [space.decode(v) for v in vectors[:n]]
+        metrics = fitness.evaluate(decoded)
+        values = np.asarray([objective(m) for m in metrics], np.float64)
+        values = np.where(np.isfinite(values), values, np.nan)
+        elapsed = elapsed0 + time.time() - t0
+        with open(history_path, 'a') as f:
+            for i, (v, c, m, fv) in enumerate(zip(vectors[:n], decoded, metrics, values)):
+                if np.isfinite(fv) and fv > best:
+                    best = float(fv)
+                line = {'evaluation': evaluations + i, 'round': rnd, 'choices': v.tolist(),
+                        'genotype': str(c.genotype), 'hparams': c.hparams,
+                        'metrics': {k: float(x) for k, x in m.items()},
+                        'cost': {k: float(m[k]) for k in COST_METRICS if k in m},
+                        'fitness': float(fv), 'best_so_far': float(best), 'elapsed_s': elapsed}
+                if np.isfinite(fv) and fv >= best:
+                    best_line = line
+                history.append(line)
+                f.write(json.dumps(line) + '\n')
+        evaluations += n
+        rnd += 1
+        rounds_this_call += 1
+        if n == len(vectors):   # a truncated last round ends the search: nothing to tell
+            new = searcher.tell(state.searcher, cand, jnp.asarray(values, jnp.float32))
+        else:
+            new = state.searcher
+        state = LoopState(new, jnp.asarray(rnd, jnp.int32), jnp.asarray(evaluations, jnp.int32),
+                          jnp.asarray(elapsed, jnp.float32), jnp.asarray(best, jnp.float32))
+        reason = stop_reason()
+        if rnd % d.checkpoint_every == 0 or reason is not None:
+            ckpt.save(rnd, state)
+        left = ''
+        if d.max_time_s:
+            left = f', {max(0.0, d.max_time_s - (elapsed0 + time.time() - t0)):.0f}s left'
+        bar.update(n)
+        bar.set_postfix_str(f'best {best:.4f}{left}')
+    bar.close()
+    ckpt.close()
+
+    wall = elapsed0 + time.time() - t0
+    summary = {
+        'name': config.name, 'workdir': os.path.abspath(workdir), 'searcher': d.searcher,
+        'fitness_mode': d.fitness.mode, 'objective': d.fitness.objective, 'metric': d.fitness.metric,
+        'evaluations': evaluations, 'rounds': rnd, 'stop': reason, 'complete': reason is not None,
+        'best_fitness': best if np.isfinite(best) else None, 'wall_time_s': wall,
+        'evaluations_per_minute': 60.0 * evaluations / wall if wall > 0 else None,
+        'space_size': space.cardinality(),
+    }
+    if best_line is not None:
+        summary.update({'best_genotype': best_line['genotype'], 'best_hparams': best_line['hparams'],
+                        'best_metrics': best_line['metrics'], 'best_evaluation': best_line['evaluation']})
+    if reason is not None and history:
+        if best_line is not None:
+            g = space.decode(np.asarray(best_line['choices'], np.int32)).genotype
+            with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
+                f.write(str(g) + '\n')
+            _write_json(os.path.join(workdir, 'genotype.json'), _genotype_json(g))
+            _write_json(os.path.join(workdir, 'best.json'), best_line)
+        plot_history(history, os.path.join(workdir, 'best_so_far.png'),
+                     f'{d.searcher} / {d.fitness.mode} ({config.name})')
+        _write_json(os.path.join(workdir, 'summary.json'), summary)
+    return summary
+
+
+def _command(args, overrides) -> int:
+    from jaxnas import cli, search
+    if args.searcher:
+        overrides = list(overrides) + [f'--config.discrete.searcher={args.searcher}']
+    if args.fitness:
+        overrides = list(overrides) + [f'--config.discrete.fitness.mode={args.fitness}']
+    config = cli.load_config(args, overrides)
+    validate(config)
+    workdir = args.workdir or os.path.join('runs', f'{config.name}_{config.discrete.searcher}')
+    search.enable_compilation_cache()
+    summary = run_discrete(config, workdir, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    if summary.get('best_genotype') and summary['complete']:
+        print(f"\nbest genotype ({workdir}/genotype.txt), fitness {summary['best_fitness']:.4f}:\n"
+              f"{summary['best_genotype']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """``jaxnas discrete``: random search, regularized evolution or REINFORCE."""
+    from jaxnas import cli
+    p = subparsers.add_parser('discrete', help='discrete search (random, evolution, reinforce)',
+                              description='Run or resume a discrete architecture (+ hyperparameter) search.')
+    cli.add_config_arguments(p, 'regularized evolution with short training on the embedded digits')
+    p.add_argument('--searcher', choices=tuple(searchers.SEARCHERS), default=None,
+                   help='overrides config.discrete.searcher')
+    p.add_argument('--fitness', choices=tuple(fitness_lib.FITNESS_MODES), default=None,
+                   help='overrides config.discrete.fitness.mode')
+    p.set_defaults(run=_command)

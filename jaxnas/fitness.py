@@ -1,0 +1,347 @@
+"""Fitness of discrete candidates: how good a ``(genotype, hyperparameters)`` pair is.
+
+A fitness mode is a factory ``make(config, space, *, dataset, workdir) ->``
+:class:`FitnessFunction`, whose ``evaluate(candidates)`` returns one dict of metrics per
+candidate (accuracy, loss, cost such as ``params``). An objective (:data:`OBJECTIVES`)
+turns a metrics dict into the scalar fitness the searchers maximise, optionally trading
+the metric against a cost, so hardware-aware fitness plugs in as one more cost.
+
+Modes (:data:`FITNESS_MODES`):
+
+- ``short_training``: train each candidate from scratch for a few SGD steps on the
+  weight-train split and score it on the arch-val split (the proxy of Real et al. 2019
+  and Zoph & Le 2017, much shortened). The candidate network is the search network of
+  :mod:`jaxnas.supernet` with the candidate's one-hot mix as its input (only the chosen
+  op of each chosen edge computes the output and gets gradients), so every candidate of
+  one width and depth has the same parameter shapes: one compiled program trains and
+  scores ``batch_size`` candidates at once under ``vmap`` (architectures and the learning
+  rate / weight decay are inputs), and it is compiled once per (width, cells) shape.
+- ``weight_sharing``: random search with weight sharing (Li & Talwalkar 2019): train
+  one supernet (``jaxnas search`` with the ``weight_sharing.relaxation``, by default
+  uniformly random single paths), then rank candidates by the supernet's arch-val
+  accuracy under each candidate's one-hot mix, without any training per candidate.
+- ``tabular``: NAS-Bench-201 / NATS-Bench cells looked up through :mod:`jaxnas.tabular`
+  (the official ``nats_bench`` API). Cells the benchmark file lacks get NaN fitness.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnas import data as data_lib, ops
+from jaxnas.errors import JaxnasError
+from jaxnas.spaces import darts
+from jaxnas.spaces.choices import Candidate
+
+
+class FitnessError(JaxnasError):
+    """A fitness mode or objective that cannot be used with this config."""
+
+
+class FitnessFunction(NamedTuple):
+    evaluate: Callable  # list[Candidate] -> list[dict] of metrics
+    metrics: tuple      # names of the metrics it reports
+    hparams: tuple      # hyperparameter choices it understands
+
+
+# ----------------------------------------------------------------------------- objectives
+
+def metric_objective(metric: str, **unused) -> Callable:
+    """The metric itself."""
+    return lambda m: float(m[metric])
+
+
+def linear_objective(metric: str, cost: str, cost_weight: float, **unused) -> Callable:
+    """``metric - cost_weight * cost``."""
+    return lambda m: float(m[metric]) - cost_weight * float(m[cost])
+
+
+def mnas_objective(metric: str, cost: str, cost_weight: float, cost_target: float, **unused) -> Callable:
+    """MnasNet's soft constraint (Tan et al., CVPR 2019): ``metric * (cost / target) ** -cost_weight``."""
+    return lambda m: float(m[metric]) * (float(m[cost]) / cost_target) ** (-cost_weight)
+
+
+OBJECTIVES = {'metric': metric_objective, 'linear': linear_objective, 'mnas': mnas_objective}
+
+
+def make_objective(kind: str, metric: str, cost: str = '', cost_weight: float = 0.0,
+                   cost_target: float = 1.0, available: Sequence[str] = ()) -> Callable:
+    """An objective ``metrics -> float`` (larger is better)."""
+    if kind not in OBJECTIVES:
+        raise FitnessError(f"unknown objective {kind!r}; choose one of {', '.join(OBJECTIVES)}")
+    names = [metric] + ([cost] if kind != 'metric' else [])
+    for field, name in zip(('metric', 'cost'), names):
+        if available and name not in available:
+            raise FitnessError(f"fitness {field} {name!r} is not reported by this fitness mode; choose one of "
+                               f"{', '.join(available)}")
+    if kind == 'mnas' and cost_target <= 0:
+        raise FitnessError(f'the mnas objective needs cost_target > 0, got {cost_target}')
+    return OBJECTIVES[kind](metric=metric, cost=cost, cost_weight=cost_weight, cost_target=cost_target)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def one_hot_mix(genotype: darts.Genotype, num_ops: int = len(darts.PRIMITIVES)) -> dict:
+    """The supernet mix of a DARTS genotype: 1 for each chosen (edge, op), 0 elsewhere."""
+    mix = {}
+    for cell in darts.CELL_TYPES:
+        m = np.zeros((darts.NUM_EDGES, num_ops), np.float32)
+        for k, (op, j) in enumerate(getattr(genotype, cell)):
+            m[darts.edge_index(k // 2, j), darts.PRIMITIVES.index(op)] += 1.0
+        mix[cell] = m
+    return mix
+
+
+def stack_mixes(genotypes) -> dict:
+    mixes = [one_hot_mix(g) for g in genotypes]
+    return {c: np.stack([m[c] for m in mixes]) for c in darts.CELL_TYPES}
+
+
+def _padded(x, y, n: int, batch: int):
+    """The first ``n`` examples (all for 0), padded to a multiple of ``batch``, and a mask."""
+    if n:
+        x, y = x[:n], y[:n]
+    count = -(-len(x) // batch) * batch
+    mask = np.zeros(count, np.float32)
+    mask[:len(x)] = 1
+    pad = count - len(x)
+    if pad:
+        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+        y = np.concatenate([y, np.zeros(pad, y.dtype)])
+    shape = (count // batch, batch)
+    return x.reshape(shape + x.shape[1:]), y.reshape(shape), mask.reshape(shape)
+
+
+def _scored(net, variables, mix, xs, ys, masks, train_mode_bn: bool):
+    """``(loss, accuracy)`` over batches ``xs`` (scan), inference mode or batch statistics."""
+    def body(carry, batch):
+        x, y, m = batch
+        if train_mode_bn:
+            logits, _ = net.apply(variables, x, mix, train=True, mutable=['batch_stats'])
+        else:
+            logits = net.apply(variables, x, mix, train=False)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        return (carry[0] + jnp.sum(losses * m), carry[1] + jnp.sum(correct * m)), None
+
+    (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, masks))
+    total = jnp.sum(masks)
+    return loss / total, correct / total
+
+
+def _group_pad(items: list, size: int) -> list:
+    """``items`` padded with copies of the last to a multiple of ``size`` (fixed vmap shape)."""
+    return items + [items[-1]] * (-len(items) % size)
+
+
+def _load_data(config, dataset):
+    d = config.data
+    return dataset or data_lib.load_dataset(d.name, data_dir=d.data_dir, train_portion=d.train_portion,
+                                            seed=config.seed, limit=d.limit or None)
+
+
+def _require_darts(config, mode):
+    if config.space != 'darts':
+        raise FitnessError(f'fitness mode {mode} trains DARTS cells; space {config.space!r} needs mode tabular')
+
+
+# ----------------------------------------------------------------------------- short training
+
+SHORT_TRAINING_HPARAMS = ('lr', 'weight_decay', 'channels', 'layers')
+
+
+def make_short_training(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
+    """Train each candidate from scratch for ``short_training.steps`` steps (see module doc)."""
+    del workdir
+    from jaxnas.supernet import SearchNetwork
+    _require_darts(config, 'short_training')
+    st, m = config.discrete.short_training, config.model
+    data = _load_data(config, dataset)
+    if len(data.train_x) < st.batch_size:
+        raise FitnessError(f'discrete.short_training.batch_size={st.batch_size} is larger than the weight-train '
+                           f'split ({len(data.train_x)} examples)')
+    group = config.discrete.batch_size
+    steps = st.steps
+    order = np.random.default_rng((config.seed, 7)).permutation(
+        np.resize(np.arange(len(data.train_x)), steps * st.batch_size))
+    train_idx = jnp.asarray(order.reshape(steps, st.batch_size))
+    train_x, train_y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
+    val = _padded(data.val_x, data.val_y, st.eval_examples, config.data.eval_batch_size)
+    val = tuple(jnp.asarray(v) for v in val)
+    programs = {}
+
+    def build(channels, layers):
+        net = SearchNetwork(channels, data.num_classes, layers, m.stem_multiplier)
+        mix0 = {k: jnp.asarray(v) for k, v in one_hot_mix(darts.sample(jax.random.PRNGKey(0))).items()}
+        variables = ops.init_variables(net, config.seed, jnp.zeros((2,) + data.train_x.shape[1:]), mix0, train=True)
+
+        def train_one(mix, lr, wd):
+            def tx(t):
+                return lr * 0.5 * (1 + jnp.cos(jnp.pi * t / steps))
+            opt = optax.chain(optax.clip_by_global_norm(st.grad_clip), optax.add_decayed_weights(wd),
+                              optax.sgd(tx, momentum=st.momentum))
+            params, stats = variables['params'], variables['batch_stats']
+
+            def loss(p, s, x, y):
+                logits, upd = net.apply({'params': p, 'batch_stats': s}, x, mix, train=True, mutable=['batch_stats'])
+                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd['batch_stats']
+
+            def step(carry, idx):
+                p, s, o = carry
+                (value, s), g = jax.value_and_grad(loss, has_aux=True)(p, s, train_x[idx], train_y[idx])
+                updates, o = opt.update(g, o, p)
+                return (optax.apply_updates(p, updates), s, o), value
+
+            (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt.init(params)), train_idx)
+            val_loss, val_acc = _scored(net, {'params': params, 'batch_stats': stats}, mix, *val, False)
+            return {'val_loss': val_loss, 'val_acc': val_acc, 'train_loss': jnp.mean(losses[-5:])}
+
+        return jax.jit(jax.vmap(train_one))
+
+    def evaluate(candidates: Sequence[Candidate]) -> list:
+        results = [None] * len(candidates)
+        shapes = {}
+        for i, c in enumerate(candidates):
+            key = (int(c.hparams.get('channels', m.channels)), int(c.hparams.get('layers', m.layers)))
+            shapes.setdefault(key, []).append(i)
+        for key, idx in shapes.items():
+            if key not in programs:
+                programs[key] = build(*key)
+            padded = _group_pad(idx, group)
+            for start in range(0, len(padded), group):
+                chunk = padded[start:start + group]
+                cs = [candidates[i] for i in chunk]
+                mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in cs]).items()}
+                lr = jnp.asarray([float(c.hparams.get('lr', st.lr)) for c in cs], jnp.float32)
+                wd = jnp.asarray([float(c.hparams.get('weight_decay', st.weight_decay)) for c in cs], jnp.float32)
+                out = jax.device_get(programs[key](mixes, lr, wd))
+                for b, i in enumerate(chunk):
+                    if results[i] is None:
+                        results[i] = {k: float(v[b]) for k, v in out.items()}
+        for c, r in zip(candidates, results):
+            r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
+                                           int(c.hparams.get('channels', m.channels)),
+                                           int(c.hparams.get('layers', m.layers)))
+        return results
+
+    return FitnessFunction(evaluate, ('val_acc', 'val_loss', 'train_loss', 'params'), SHORT_TRAINING_HPARAMS)
+
+
+_PARAMS_CACHE = {}
+
+
+def candidate_params(genotype, num_classes: int, in_channels: int, channels: int, layers: int) -> int:
+    """Trainable parameters of the genotype's DARTS evaluation network (no auxiliary head)."""
+    key = (str(genotype), num_classes, in_channels, channels, layers)
+    if key not in _PARAMS_CACHE:
+        from jaxnas import evalnet
+        net = evalnet.make_network(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False)
+        _PARAMS_CACHE[key] = evalnet.param_counts(net, (8, 8, in_channels))['network']
+    return _PARAMS_CACHE[key]
+
+
+# ----------------------------------------------------------------------------- weight sharing
+
+def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
+    """Rank candidates by a trained supernet's arch-val accuracy under their one-hot mix."""
+    from jaxnas import search
+    from jaxnas.checkpoint import Checkpointer
+    _require_darts(config, 'weight_sharing')
+    ws = config.discrete.weight_sharing
+    if ws.batch_norm not in ('batch', 'running'):
+        raise FitnessError(f"bad config value discrete.weight_sharing.batch_norm={ws.batch_norm!r}: "
+                           "choose batch or running")
+    if workdir is None:
+        raise FitnessError('the weight_sharing fitness needs a work directory for its supernet')
+    sconfig = copy.deepcopy(config)
+    sconfig.relaxation.name = ws.relaxation
+    sconfig.relaxation.kwargs = type(config.relaxation.kwargs)()
+    sconfig.search.epochs = ws.epochs
+    data = _load_data(config, dataset)
+    supernet_dir = os.path.join(workdir, 'supernet')
+    summary = search.run_search(sconfig, supernet_dir, progress=False, dataset=data)
+    searcher = search.Searcher(sconfig, data)
+    ckpt = Checkpointer(os.path.join(supernet_dir, 'checkpoints'))
+    _, state = ckpt.restore(searcher.init_state())
+    ckpt.close()
+    net = searcher.net
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    val = tuple(jnp.asarray(v) for v in _padded(data.val_x, data.val_y, ws.eval_examples,
+                                                 config.data.eval_batch_size))
+    group = config.discrete.batch_size
+    train_mode_bn = ws.batch_norm == 'batch'
+
+    @jax.jit
+    def score(mixes):
+        return jax.vmap(lambda mix: _scored(net, variables, mix, *val, train_mode_bn))(mixes)
+
+    def evaluate(candidates: Sequence[Candidate]) -> list:
+        results = []
+        padded = _group_pad(list(candidates), group)
+        for start in range(0, len(padded), group):
+            chunk = padded[start:start + group]
+            mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in chunk]).items()}
+            loss, acc = jax.device_get(score(mixes))
+            results += [{'val_loss': float(l), 'val_acc': float(a)} for l, a in zip(loss, acc)]
+        results = results[:len(candidates)]
+        for c, r in zip(candidates, results):
+            r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
+                                           config.model.channels, config.model.layers)
+        return results
+
+    evaluate.supernet_summary = summary
+    return FitnessFunction(evaluate, ('val_acc', 'val_loss', 'params'), ())
+
+
+# ----------------------------------------------------------------------------- tabular
+
+def make_tabular(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
+    """NAS-Bench-201 / NATS-Bench lookups through :mod:`jaxnas.tabular`."""
+    del dataset, workdir
+    if config.space != 'nb201':
+        raise FitnessError(f"the tabular fitness queries NAS-Bench-201 cells; set space='nb201' "
+                           f"(got {config.space!r})")
+    tb = config.discrete.tabular
+    if not tb.path:
+        raise FitnessError('the tabular fitness needs discrete.tabular.path, the NATS-Bench topology '
+                           'file or directory (NATS-tss-v1_0-3ffb9-simple)')
+    from jaxnas import tabular
+    bench = tabular.open_benchmark(tb.path)
+
+    def evaluate(candidates: Sequence[Candidate]) -> list:
+        out = []
+        for c in candidates:
+            try:
+                r = tabular.query(bench, c.genotype, dataset=tb.dataset, hp=tb.hp)
+            except JaxnasError:
+                r = None
+            out.append(dict(r) if r else {'val_acc': math.nan, 'test_acc': math.nan, 'params': math.nan})
+        return out
+
+    return FitnessFunction(evaluate, ('val_acc', 'test_acc', 'params', 'flops', 'latency'), ())
+
+
+FITNESS_MODES = {
+    'short_training': make_short_training,
+    'weight_sharing': make_weight_sharing,
+    'tabular': make_tabular,
+}
+
+
+def make_fitness(config, space, *, dataset=None, workdir: Optional[str] = None) -> FitnessFunction:
+    mode = config.discrete.fitness.mode
+    if mode not in FITNESS_MODES:
+        raise FitnessError(f"unknown fitness mode {mode!r}; choose one of {', '.join(FITNESS_MODES)}")
+    fn = FITNESS_MODES[mode](config, space, dataset=dataset, workdir=workdir)
+    unknown = [n for n, _ in space.hparams if n not in fn.hparams]
+    if unknown:
+        raise FitnessError(f"fitness mode {mode} cannot use hyperparameter {unknown[0]!r}; it understands "
+                           f"{', '.join(fn.hparams) or 'none (it scores architectures only)'}")
+    return fn
