@@ -42,8 +42,14 @@ def dense_setup(batch):
     return net, init_variables(net, 0, batch, mix, train=False)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def apply_train(net, variables, x, mix):
     return net.apply(variables, x, mix, train=True, mutable=['batch_stats'])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def apply_eval(net, variables, x, mix):
+    return net.apply(variables, x, mix, train=False)
 
 
 @pytest.mark.parametrize('mode', nb201_net.MODES)
@@ -72,8 +78,8 @@ def test_single_path_equals_dense_for_one_hot(dense_setup, batch):
                                                          new_s['batch_stats']))):
         close = lambda a, b: np.isclose(a, b, rtol=1e-5, atol=1e-6)
         assert np.all(close(s, d) | close(s, old))
-    for a, b in [(net.apply(variables, batch, mix, train=False), single.apply(variables, batch, mix, train=False))]:
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(apply_eval(single, variables, batch, mix), apply_eval(net, variables, batch, mix),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_partial_channel_k1_equals_dense(dense_setup, batch):
@@ -101,7 +107,7 @@ def test_single_path_straight_through_gradient_reaches_every_logit(dense_setup, 
         out, _ = apply_train(single, variables, batch, {'cell': hard})
         return jnp.sum(jax.nn.log_softmax(out)[:, 0])
 
-    grad = jax.grad(loss)(logits)
+    grad = jax.jit(jax.grad(loss))(logits)
     assert bool(jnp.all(jnp.isfinite(grad))) and bool(jnp.all(grad != 0))
 
 
@@ -126,7 +132,7 @@ def test_search_network_rejects_bad_mix(dense_setup, batch):
 def test_evaluation_network_tiny(batch):
     net = nb201_net.NB201Network(11, **TINY)
     variables = init_variables(net, 0, batch, train=False)
-    out, new = net.apply(variables, batch, train=True, mutable=['batch_stats'])
+    out, new = jax.jit(functools.partial(net.apply, train=True, mutable=['batch_stats']))(variables, batch)
     assert out.shape == (B, CLASSES) and bool(jnp.all(jnp.isfinite(out)))
     # only the chosen ops hold weights: 3 nor_conv_3x3 edges, from nodes 0 (x2) and 1 (x1)
     cell = variables['params']['stage_0']
