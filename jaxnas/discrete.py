@@ -210,14 +210,15 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
         elapsed = elapsed0 + time.time() - t0
         with open(history_path, 'a') as f:
             for i, (v, c, m, fv) in enumerate(zip(vectors[:n], decoded, metrics, values)):
-                if np.isfinite(fv) and fv > best:
+                improved = bool(np.isfinite(fv) and fv > best)   # ties keep the earliest
+                if improved:
                     best = float(fv)
                 line = {'evaluation': evaluations + i, 'round': rnd, 'choices': v.tolist(),
                         'genotype': str(c.genotype), 'hparams': c.hparams,
                         'metrics': {k: float(x) for k, x in m.items()},
                         'cost': {k: float(m[k]) for k in COST_METRICS if k in m},
                         'fitness': float(fv), 'best_so_far': float(best), 'elapsed_s': elapsed}
-                if np.isfinite(fv) and fv >= best:
+                if improved:
                     best_line = line
                 history.append(line)
                 f.write(json.dumps(line) + '\n')
