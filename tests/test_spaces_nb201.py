@@ -53,7 +53,7 @@ def test_genotype_api():
     assert g.ops == ('nor_conv_3x3', 'nor_conv_3x3', 'avg_pool_3x3', 'none', 'nor_conv_3x3', 'avg_pool_3x3')
     assert g.count(('nor_conv_3x3',)) == 3
     assert g.count(nb201.PARAMETER_FREE) == 3
-    assert nb201.resolve(11) == nb201.resolve('11') == nb201.resolve(CELL_11) == g
+    assert nb201.resolve(11) == nb201.resolve('11') == nb201.resolve(CELL_11) == nb201.resolve(list(g.ops)) == g
     with pytest.raises(GenotypeError, match='single cell'):
         g.count(('none',), 'reduce')
 

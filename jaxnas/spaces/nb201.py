@@ -224,14 +224,16 @@ def derive(weights: dict, primitives: Sequence[str] = PRIMITIVES) -> Genotype:
 
 def resolve(spec) -> Genotype:
     """A genotype from an architecture string, a benchmark index (int or digits), a
-    genotype ``.json`` file, or a :class:`Genotype`."""
+    genotype ``.json`` file, 6 op names, or a :class:`Genotype`."""
     if isinstance(spec, Genotype):
         return spec
+    if isinstance(spec, (list, tuple)):
+        return make_genotype(spec)
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
         return from_index(spec)
     if not isinstance(spec, str):
         raise GenotypeError(f'cannot resolve NAS-Bench-201 genotype {spec!r}; give an architecture string, '
-                            'an index or a .json file')
+                            'an index, 6 op names or a .json file')
     spec = spec.strip()
     if spec.isdigit():
         return from_index(int(spec))
