@@ -98,6 +98,9 @@ def discrete_config() -> ml_collections.ConfigDict:
     d.short_training.momentum = 0.9
     d.short_training.grad_clip = 5.0
     d.short_training.eval_examples = 0     # > 0: score on this many arch-val examples
+    d.short_training.network = 'supernet'  # supernet: one-hot search network, candidates vmapped |
+                                           # evalnet: jaxnas.retrain's evaluation network, one by one
+    d.short_training.epochs = 1            # evalnet only: epochs of config.retrain's schedule
     d.weight_sharing = ml_collections.ConfigDict()
     d.weight_sharing.relaxation = 'random_path'   # how the shared supernet is trained
     d.weight_sharing.epochs = 10
