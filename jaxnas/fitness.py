@@ -120,7 +120,7 @@ def _padded(x, y, n: int, batch: int):
 
 
 def _scored(net, variables, mix, xs, ys, masks, train_mode_bn: bool):
-    """``(loss, accuracy)`` over batches ``xs`` (scan), inference mode or batch statistics."""
+    """``(loss, accuracy, predictions)`` over batches ``xs`` (scan), inference mode or batch statistics."""
     def body(carry, batch):
         x, y, m = batch
         if train_mode_bn:
@@ -128,12 +128,21 @@ def _scored(net, variables, mix, xs, ys, masks, train_mode_bn: bool):
         else:
             logits = net.apply(variables, x, mix, train=False)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
-        return (carry[0] + jnp.sum(losses * m), carry[1] + jnp.sum(correct * m)), None
+        pred = jnp.argmax(logits, -1)
+        correct = (pred == y).astype(jnp.float32)
+        return (carry[0] + jnp.sum(losses * m), carry[1] + jnp.sum(correct * m)), pred.astype(jnp.int32)
 
-    (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, masks))
+    (loss, correct), preds = jax.lax.scan(body, (0.0, 0.0), (xs, ys, masks))
     total = jnp.sum(masks)
-    return loss / total, correct / total
+    return loss / total, correct / total, preds
+
+
+def _f1(preds, ys, masks, num_classes: int) -> float:
+    """Macro F1 of the unpadded predictions (:func:`jaxnas.metrics.classification_metrics`)."""
+    from jaxnas.metrics import classification_metrics
+    keep = np.asarray(masks).ravel() > 0
+    return classification_metrics(np.asarray(ys).ravel()[keep], np.asarray(preds).ravel()[keep],
+                                  num_classes)['f1']
 
 
 def _group_pad(items: list, size: int) -> list:
@@ -160,9 +169,15 @@ SHORT_TRAINING_HPARAMS = ('lr', 'weight_decay', 'channels', 'layers')
 def make_short_training(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
     """Train each candidate from scratch for ``short_training.steps`` steps (see module doc)."""
     del workdir
+    st = config.discrete.short_training
+    if st.network == 'evalnet':
+        return _short_training_evalnet(config, _load_data(config, dataset))
+    if st.network != 'supernet':
+        raise FitnessError(f"bad config value discrete.short_training.network={st.network!r}: "
+                           "choose supernet or evalnet")
     from jaxnas.supernet import SearchNetwork
     _require_darts(config, 'short_training')
-    st, m = config.discrete.short_training, config.model
+    m = config.model
     data = _load_data(config, dataset)
     if len(data.train_x) < st.batch_size:
         raise FitnessError(f'discrete.short_training.batch_size={st.batch_size} is larger than the weight-train '
@@ -200,8 +215,8 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
                 return (optax.apply_updates(p, updates), s, o), value
 
             (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt.init(params)), train_idx)
-            val_loss, val_acc = _scored(net, {'params': params, 'batch_stats': stats}, mix, *val, False)
-            return {'val_loss': val_loss, 'val_acc': val_acc, 'train_loss': jnp.mean(losses[-5:])}
+            val_loss, val_acc, preds = _scored(net, {'params': params, 'batch_stats': stats}, mix, *val, False)
+            return {'val_loss': val_loss, 'val_acc': val_acc, 'train_loss': jnp.mean(losses[-5:]), 'preds': preds}
 
         return jax.jit(jax.vmap(train_one))
 
@@ -222,16 +237,47 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
                 lr = jnp.asarray([float(c.hparams.get('lr', st.lr)) for c in cs], jnp.float32)
                 wd = jnp.asarray([float(c.hparams.get('weight_decay', st.weight_decay)) for c in cs], jnp.float32)
                 out = jax.device_get(programs[key](mixes, lr, wd))
+                preds = out.pop('preds')
                 for b, i in enumerate(chunk):
                     if results[i] is None:
                         results[i] = {k: float(v[b]) for k, v in out.items()}
+                        results[i]['val_f1'] = _f1(preds[b], val[1], val[2], data.num_classes)
         for c, r in zip(candidates, results):
             r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
                                            int(c.hparams.get('channels', m.channels)),
                                            int(c.hparams.get('layers', m.layers)))
         return results
 
-    return FitnessFunction(evaluate, ('val_acc', 'val_loss', 'train_loss', 'params'), SHORT_TRAINING_HPARAMS)
+    return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'val_loss', 'train_loss', 'params'),
+                           SHORT_TRAINING_HPARAMS)
+
+
+EVALNET_HPARAMS = {'lr': 'lr', 'weight_decay': 'weight_decay', 'drop_path': 'drop_path_prob',
+                   'channels': 'channels', 'layers': 'layers'}
+
+
+def _short_training_evalnet(config, data) -> FitnessFunction:
+    """Short training of the genotype's own evaluation network (:func:`jaxnas.retrain.score_genotype`,
+    ``config.retrain`` with ``short_training.epochs`` and the candidate's hyperparameters).
+    Every genotype is a different network, so each candidate compiles its own step: this
+    is the faithful but slow backend; the ``supernet`` one shares one compiled program."""
+    from jaxnas import retrain
+    st = config.discrete.short_training
+
+    def evaluate(candidates: Sequence[Candidate]) -> list:
+        out = []
+        for c in candidates:
+            cfg = copy.deepcopy(config)
+            cfg.retrain.epochs = int(st.epochs)
+            for name, value in c.hparams.items():
+                cfg.retrain[EVALNET_HPARAMS[name]] = type(cfg.retrain[EVALNET_HPARAMS[name]])(value)
+            score = retrain.score_genotype(c.genotype, cfg, seeds=(config.seed,), split='val', dataset=data)[0]
+            params = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
+                                      int(cfg.retrain.channels), int(cfg.retrain.layers))
+            out.append({'val_acc': score['accuracy'], 'val_f1': score['f1'], 'params': params})
+        return out
+
+    return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'params'), tuple(EVALNET_HPARAMS))
 
 
 _PARAMS_CACHE = {}
@@ -239,6 +285,8 @@ _PARAMS_CACHE = {}
 
 def candidate_params(genotype, num_classes: int, in_channels: int, channels: int, layers: int) -> int:
     """Trainable parameters of the genotype's DARTS evaluation network (no auxiliary head)."""
+    if not isinstance(genotype, darts.Genotype):
+        return math.nan
     key = (str(genotype), num_classes, in_channels, channels, layers)
     if key not in _PARAMS_CACHE:
         from jaxnas import evalnet
@@ -282,14 +330,17 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     def score(mixes):
         return jax.vmap(lambda mix: _scored(net, variables, mix, *val, train_mode_bn))(mixes)
 
+    num_classes = data.num_classes
+
     def evaluate(candidates: Sequence[Candidate]) -> list:
         results = []
         padded = _group_pad(list(candidates), group)
         for start in range(0, len(padded), group):
             chunk = padded[start:start + group]
             mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in chunk]).items()}
-            loss, acc = jax.device_get(score(mixes))
-            results += [{'val_loss': float(l), 'val_acc': float(a)} for l, a in zip(loss, acc)]
+            loss, acc, preds = jax.device_get(score(mixes))
+            results += [{'val_loss': float(l), 'val_acc': float(a), 'val_f1': _f1(p, val[1], val[2], num_classes)}
+                        for l, a, p in zip(loss, acc, preds)]
         results = results[:len(candidates)]
         for c, r in zip(candidates, results):
             r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
@@ -297,7 +348,7 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
         return results
 
     evaluate.supernet_summary = summary
-    return FitnessFunction(evaluate, ('val_acc', 'val_loss', 'params'), ())
+    return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'val_loss', 'params'), ())
 
 
 # ----------------------------------------------------------------------------- tabular
@@ -322,10 +373,16 @@ def make_tabular(config, space, *, dataset=None, workdir=None) -> FitnessFunctio
                 r = tabular.query(bench, c.genotype, dataset=tb.dataset, hp=tb.hp)
             except JaxnasError:
                 r = None
-            out.append(dict(r) if r else {'val_acc': math.nan, 'test_acc': math.nan, 'params': math.nan})
+            if r is None:
+                out.append({k: math.nan for k in TABULAR_METRICS})
+            else:
+                out.append({k: float(r[k]) for k in TABULAR_METRICS})
         return out
 
-    return FitnessFunction(evaluate, ('val_acc', 'test_acc', 'params', 'flops', 'latency'), ())
+    return FitnessFunction(evaluate, TABULAR_METRICS, ())
+
+
+TABULAR_METRICS = ('val_acc', 'test_acc', 'params', 'flops', 'latency')
 
 
 FITNESS_MODES = {

@@ -147,3 +147,28 @@ def test_cli_weight_sharing_smoke(tmp_path, capsys):
     workdir, summary, h = _cli(tmp_path, capsys, 'ws', ['--searcher=random', '--fitness=weight_sharing'])
     assert os.path.exists(os.path.join(workdir, 'supernet', 'summary.json'))
     darts.from_text(open(os.path.join(workdir, 'genotype.txt')).read())
+
+
+def test_tabular_fitness_on_the_fixture_cells(tmp_path):
+    from jaxnas.spaces import nb201
+    cells = tuple(str(nb201.from_index(i)) for i in (0, 11, 284))
+    config = toy_config(**{'space': 'nb201', 'discrete.fitness.mode': 'tabular', 'discrete.searcher': 'evolution',
+                           'discrete.tabular.path': FIXTURE, 'discrete.max_evaluations': 6,
+                           'discrete.batch_size': 2, 'discrete.evolution.population_size': 2,
+                           'discrete.evolution.sample_size': 2})
+    config.discrete.hparams = type(config.discrete.hparams)()
+    config.discrete.cells = cells
+    workdir = str(tmp_path / 'tab')
+    summary = discrete.run_discrete(config, workdir, progress=False)
+    h = _history(workdir)
+    assert summary['evaluations'] == 6 and {l['genotype'] for l in h} <= set(cells)
+    accs = {l['genotype']: l['metrics']['val_acc'] for l in h}
+    assert all(0 < a <= 100 for a in accs.values())   # percent, as the benchmark records it
+    assert summary['best_fitness'] == max(accs.values())
+    assert open(os.path.join(workdir, 'genotype.txt')).read().strip() == summary['best_genotype']
+    assert json.load(open(os.path.join(workdir, 'genotype.json'))) == {'arch': summary['best_genotype']}
+
+    # a cell the file lacks scores NaN (a failed evaluation), not a crash
+    config.discrete.cells = cells + (str(nb201.from_index(5)),)
+    fn = fitness_lib.make_fitness(config, discrete.make_space(config))
+    assert np.isnan(fn.evaluate([discrete.make_space(config).decode(np.asarray([3], np.int32))])[0]['val_acc'])
