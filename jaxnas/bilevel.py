@@ -211,11 +211,46 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
     return fused_step if (order == 'first' and fuse_phases) else step
 
 
-def make_eval(net, relaxation: Relaxation) -> Callable:
-    """``eval(params, batch_stats, arch, x, y, mask) -> (loss_sum, correct)``, inference mode."""
+def make_eval(net, weights: Callable) -> Callable:
+    """``eval(params, batch_stats, arch, x, y, mask) -> (loss_sum, correct)``, inference mode,
+    with mixing weights ``weights(arch)`` (e.g. a relaxation's ``normalized``)."""
     def evaluate(params, batch_stats, arch, x, y, mask):
-        logits = net.apply({'params': params, 'batch_stats': batch_stats}, x,
-                           relaxation.normalized(arch), train=False)
+        logits = net.apply({'params': params, 'batch_stats': batch_stats}, x, weights(arch), train=False)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
     return evaluate
+
+
+def make_hessian_eigenvalue(net, relaxation: Relaxation, iters: int = 20) -> Callable:
+    """``eig(params, batch_stats, arch, x, y, key) -> lambda``: the dominant eigenvalue of
+    the Hessian of the validation loss with respect to the architecture parameters
+    (Zela et al., ICLR 2020, use it to detect DARTS collapse).
+
+    Power iteration on exact Hessian-vector products (forward-over-reverse autodiff),
+    with the relaxation's deterministic ``normalized`` weights and batch statistics
+    (training-mode BatchNorm, as in the search's architecture step); returns the
+    Rayleigh quotient of the last iterate.
+    """
+    def val_loss(arch, params, batch_stats, x, y):
+        logits, _ = net.apply({'params': params, 'batch_stats': batch_stats}, x, relaxation.normalized(arch),
+                              train=True, mutable=['batch_stats'])
+        return cross_entropy(logits, y)
+
+    def eig(params, batch_stats, arch, x, y, key):
+        grad = lambda a: jax.grad(val_loss)(a, params, batch_stats, x, y)
+        hvp = lambda v: jax.jvp(grad, (arch,), (v,))[1]
+        leaves, treedef = jax.tree.flatten(arch)
+        keys = jax.random.split(key, len(leaves))
+        v = jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
+        v = jax.tree.map(lambda a: a / optax.tree.norm(v), v)
+
+        def body(_, carry):
+            v, _ = carry
+            hv = hvp(v)
+            lam = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(hv)))
+            norm = optax.tree.norm(hv)
+            return jax.tree.map(lambda a: a / jnp.maximum(norm, 1e-12), hv), lam
+
+        _, lam = jax.lax.fori_loop(0, iters, body, (v, jnp.zeros((), jnp.float32)))
+        return lam
+    return eig

@@ -3,64 +3,331 @@
 A relaxation is a small NamedTuple of pure functions, in the style of an optax
 ``GradientTransformation``:
 
-- ``weights(logits, key, step) -> mix``: the mixing weights used in the supernet's
-  training forward pass (may be stochastic; schedules such as a temperature are
-  computed from ``step`` inside, so nothing recompiles per epoch);
+- ``init(key, shapes) -> logits``: the architecture parameters, a dict of arrays; the
+  per-edge op logits of every cell type (``shapes``: name -> ``(edges, ops)``) and any
+  extra parameters of the method (PC-DARTS edge weights ``beta``);
+- ``weights(logits, key, step) -> mix``: the mixing weights of the training forward
+  pass, one ``(edges, ops)`` array per cell type (may be stochastic; schedules such as a
+  temperature are computed from ``step`` inside, so nothing recompiles per epoch);
 - ``penalty(logits) -> scalar``: a regulariser added to the architecture loss;
-- ``normalized(logits) -> weights``: deterministic weights used to evaluate the supernet
-  and to derive the genotype.
+- ``normalized(logits) -> weights``: deterministic weights for evaluating the supernet
+  and deriving the genotype;
+- ``mode``: the supernet execution mode the method needs (``dense``, ``single_path``
+  or ``partial_channel``), ``partial_channels`` its K, and ``threshold`` the
+  derivation threshold (FairDARTS).
 
-``logits`` and ``mix`` are pytrees of ``(edges, ops)`` arrays (one per cell type).
-Relaxations are registered by name in :data:`RELAXATIONS` and built with
-:func:`make_relaxation` from a name and keyword arguments.
+Registered methods (:data:`RELAXATIONS`, built with :func:`make_relaxation`):
 
-DARTS (Liu et al., ICLR 2019): ``softmax`` over the ops of each edge, no penalty.
+- ``darts``: softmax over the ops of each edge (Liu et al., ICLR 2019).
+- ``gdas``: Gumbel-softmax sample, hard one-hot forward with straight-through
+  gradient ``one_hot - stop_gradient(p) + p``; temperature linear from 10 to 0.1 over
+  the search; resampled while the sample is not finite; single-path execution (Dong &
+  Yang, CVPR 2019).
+- ``snas``: soft Gumbel-softmax sample with an exponentially annealed temperature
+  (Xie et al., ICLR 2019).
+- ``drnas``: mixing weights sampled from ``Dirichlet(elu(logits) + 1)`` with
+  reparameterised (implicit) gradients; KL to a ``Dirichlet(prior)`` or L2 penalty on
+  the concentrations (Chen et al., ICLR 2021).
+- ``pcdarts``: softmax op weights times edge normalisation ``softmax(beta)`` over the
+  edges into each node, which also enters the derivation; partial-channel execution
+  with ``k`` (Xu et al., ICLR 2020).
+- ``fairdarts``: independent sigmoids with the zero-one loss
+  ``-mean((sigmoid - 0.5)^2)`` as penalty, threshold 0.85 (Chu et al., ECCV 2020).
+- ``random_path``: a uniformly sampled op per edge each step (no architecture
+  gradient), single-path: trains a weight-sharing supernet as in random search with
+  weight sharing (Li & Talwalkar, 2019) and SPOS.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnas.errors import JaxnasError
 
+MODES = ('dense', 'single_path', 'partial_channel')
+
 
 class Relaxation(NamedTuple):
+    init: Callable
     weights: Callable
     penalty: Callable
     normalized: Callable
+    mode: str = 'dense'
+    partial_channels: int = 1
+    threshold: Optional[float] = None
+
+
+def init_logits(key, shapes: dict, scale: float = 1e-3) -> dict:
+    """``scale * N(0, 1)`` logits per cell type, as the DARTS reference code."""
+    keys = jax.random.split(key, len(shapes))
+    return {name: scale * jax.random.normal(k, tuple(shape), jnp.float32)
+            for k, (name, shape) in zip(keys, sorted(shapes.items()))}
 
 
 def _no_penalty(logits):
     return jnp.zeros((), jnp.float32)
 
 
-def softmax(temperature: float = 1.0) -> Relaxation:
+def _cells(logits, shapes_of=None):
+    """The per-cell op logits (extra method parameters such as ``beta`` excluded)."""
+    return {k: v for k, v in logits.items() if not k.endswith('_beta')}
+
+
+def _map(fn, logits):
+    return {k: fn(v) for k, v in _cells(logits).items()}
+
+
+def _keys(key, logits):
+    names = sorted(_cells(logits))
+    return dict(zip(names, jax.random.split(key, len(names))))
+
+
+def _check_positive(**values):
+    for name, v in values.items():
+        if not v > 0:
+            raise JaxnasError(f'{name} must be > 0, got {v}')
+
+
+def linear_schedule(start: float, end: float, total_steps: int) -> Callable:
+    """``start`` at step 0 to ``end`` at the last step, linearly."""
+    def value(step):
+        frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps - 1, 1), 0.0, 1.0)
+        return start + (end - start) * frac
+    return value
+
+
+def exponential_schedule(start: float, end: float, total_steps: int) -> Callable:
+    """``start`` at step 0 to ``end`` at the last step, geometrically."""
+    lin = linear_schedule(np.log(start), np.log(end), total_steps)
+    return lambda step: jnp.exp(lin(step))
+
+
+def gumbel_softmax(logits, key, tau, hard: bool, max_tries: int = 10):
+    """A Gumbel-softmax sample over the last axis; ``hard``: one-hot with straight-through
+    gradient. Redrawn (up to ``max_tries`` times) while the sample is not finite."""
+    def sample(g, logits):
+        p = jax.nn.softmax((jax.nn.log_softmax(logits, -1) + g) / tau, -1)
+        if hard:
+            one_hot = jax.nn.one_hot(jnp.argmax(p, -1), logits.shape[-1], dtype=p.dtype)
+            p = one_hot - jax.lax.stop_gradient(p) + p
+        return p
+
+    def draw(i):
+        return jax.random.gumbel(jax.random.fold_in(key, i), logits.shape, jnp.float32)
+
+    # Only the noise is redrawn (no gradient flows through the loop), then the sample
+    # is rebuilt differentiably from the accepted noise.
+    frozen = jax.lax.stop_gradient(logits)
+
+    def cond(carry):
+        i, g = carry
+        return (i < max_tries) & ~jnp.all(jnp.isfinite(sample(g, frozen)))
+
+    def body(carry):
+        i, _ = carry
+        return i + 1, draw(i + 1)
+
+    _, g = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), draw(0)))
+    p = sample(g, logits)
+    return p
+
+
+# --------------------------------------------------------------------------- methods
+
+def softmax(temperature: float = 1.0, *, space=None, total_steps: int = 1) -> Relaxation:
     """DARTS: ``softmax(logits / temperature)`` over the ops of every edge."""
-    if temperature <= 0:
-        raise JaxnasError(f'softmax temperature must be > 0, got {temperature}')
+    del space, total_steps
+    _check_positive(temperature=temperature)
 
     def normalized(logits):
-        return jax.tree.map(lambda a: jax.nn.softmax(a / temperature, axis=-1), logits)
+        return _map(lambda a: jax.nn.softmax(a / temperature, axis=-1), logits)
 
     def weights(logits, key, step):
         del key, step
         return normalized(logits)
 
-    return Relaxation(weights, _no_penalty, normalized)
+    return Relaxation(init_logits, weights, _no_penalty, normalized)
+
+
+def gdas(tau_max: float = 10.0, tau_min: float = 0.1, *, space=None, total_steps: int = 1) -> Relaxation:
+    """GDAS: hard Gumbel-softmax with straight-through gradient, single-path execution."""
+    del space
+    _check_positive(tau_max=tau_max, tau_min=tau_min)
+    tau = linear_schedule(tau_max, tau_min, total_steps)
+
+    def normalized(logits):
+        return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
+
+    def weights(logits, key, step):
+        keys = _keys(key, logits)
+        return {k: gumbel_softmax(a, keys[k], tau(step), hard=True) for k, a in _cells(logits).items()}
+
+    return Relaxation(init_logits, weights, _no_penalty, normalized, mode='single_path')
+
+
+def snas(tau_max: float = 1.0, tau_min: float = 0.03, *, space=None, total_steps: int = 1) -> Relaxation:
+    """SNAS: soft Gumbel-softmax sample, temperature annealed geometrically."""
+    del space
+    _check_positive(tau_max=tau_max, tau_min=tau_min)
+    tau = exponential_schedule(tau_max, tau_min, total_steps)
+
+    def normalized(logits):
+        return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
+
+    def weights(logits, key, step):
+        keys = _keys(key, logits)
+        return {k: gumbel_softmax(a, keys[k], tau(step), hard=False) for k, a in _cells(logits).items()}
+
+    return Relaxation(init_logits, weights, _no_penalty, normalized)
+
+
+def _dirichlet_kl(conc, prior):
+    """KL(Dir(conc) || Dir(prior)) per row of the last axis."""
+    lg, dg = jax.scipy.special.gammaln, jax.scipy.special.digamma
+    a0 = conc.sum(-1)
+    b0 = prior.sum(-1)
+    return (lg(a0) - lg(conc).sum(-1) - lg(b0) + lg(prior).sum(-1)
+            + ((conc - prior) * (dg(conc) - dg(a0)[..., None])).sum(-1))
+
+
+def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, *, space=None,
+          total_steps: int = 1) -> Relaxation:
+    """DrNAS: Dirichlet mixing weights with concentration ``elu(logits) + 1``."""
+    del space, total_steps
+    if reg not in ('kl', 'l2'):
+        raise JaxnasError(f"drnas reg must be 'kl' or 'l2', got {reg!r}")
+    _check_positive(prior=prior)
+    if reg_scale < 0:
+        raise JaxnasError(f'reg_scale must be >= 0, got {reg_scale}')
+
+    def concentration(a):
+        return jax.nn.elu(a) + 1.0
+
+    def normalized(logits):
+        return _map(lambda a: concentration(a) / concentration(a).sum(-1, keepdims=True), logits)
+
+    def weights(logits, key, step):
+        del step
+        keys = _keys(key, logits)
+        return {k: jax.random.dirichlet(keys[k], concentration(a)) for k, a in _cells(logits).items()}
+
+    def penalty(logits):
+        total = jnp.zeros((), jnp.float32)
+        for a in _cells(logits).values():
+            conc = concentration(a)
+            if reg == 'kl':
+                total = total + _dirichlet_kl(conc, jnp.full_like(conc, prior)).sum()
+            else:
+                total = total + jnp.sum(jnp.square(conc))
+        return reg_scale * total
+
+    return Relaxation(init_logits, weights, penalty, normalized)
+
+
+def _segment_softmax(beta, targets):
+    """Softmax of ``beta`` within each group of equal ``targets`` (edges into one node)."""
+    targets = np.asarray(targets)
+    out = jnp.zeros_like(beta)
+    for t in np.unique(targets):
+        idx = np.nonzero(targets == t)[0]
+        out = out.at[idx].set(jax.nn.softmax(beta[idx]))
+    return out
+
+
+def pcdarts(k: int = 4, *, space=None, total_steps: int = 1) -> Relaxation:
+    """PC-DARTS: softmax op weights times normalised edge weights; partial channels ``k``."""
+    del total_steps
+    if space is None:
+        from jaxnas.spaces import darts as space
+    if not (isinstance(k, int) and k >= 1):
+        raise JaxnasError(f'pcdarts k must be an integer >= 1, got {k!r}')
+    targets = space.EDGE_TARGETS
+
+    def init(key, shapes):
+        k_a, k_b = jax.random.split(key)
+        logits = init_logits(k_a, shapes)
+        logits.update({f'{name}_beta': b[:, 0] for name, b in
+                       init_logits(k_b, {n: (s[0], 1) for n, s in shapes.items()}).items()})
+        return logits
+
+    def normalized(logits):
+        return {name: jax.nn.softmax(a, -1) * _segment_softmax(logits[f'{name}_beta'], targets)[:, None]
+                for name, a in _cells(logits).items()}
+
+    def weights(logits, key, step):
+        del key, step
+        return normalized(logits)
+
+    return Relaxation(init, weights, _no_penalty, normalized, mode='partial_channel', partial_channels=k)
+
+
+def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, *, space=None,
+              total_steps: int = 1) -> Relaxation:
+    """FairDARTS: independent sigmoids, zero-one loss, threshold derivation."""
+    del space, total_steps
+    if not 0 < threshold < 1:
+        raise JaxnasError(f'fairdarts threshold must be in (0, 1), got {threshold}')
+
+    def normalized(logits):
+        return _map(jax.nn.sigmoid, logits)
+
+    def weights(logits, key, step):
+        del key, step
+        return normalized(logits)
+
+    def penalty(logits):
+        sig = jnp.concatenate([jax.nn.sigmoid(a).ravel() for a in _cells(logits).values()])
+        return -zero_one_weight * jnp.mean(jnp.square(sig - 0.5))
+
+    return Relaxation(init_logits, weights, penalty, normalized, threshold=threshold)
+
+
+def random_path(*, space=None, total_steps: int = 1) -> Relaxation:
+    """A uniformly random op per edge each step (weight-sharing supernet training)."""
+    del space, total_steps
+
+    def normalized(logits):
+        return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
+
+    def weights(logits, key, step):
+        del step
+        keys = _keys(key, logits)
+        return {k: jax.nn.one_hot(jax.random.randint(keys[k], a.shape[:-1], 0, a.shape[-1]), a.shape[-1])
+                for k, a in _cells(logits).items()}
+
+    return Relaxation(init_logits, weights, _no_penalty, normalized, mode='single_path')
 
 
 RELAXATIONS = {
     'darts': softmax,
+    'gdas': gdas,
+    'snas': snas,
+    'drnas': drnas,
+    'pcdarts': pcdarts,
+    'fairdarts': fairdarts,
+    'random_path': random_path,
 }
 
 
-def make_relaxation(name: str, **kwargs) -> Relaxation:
-    """Build a registered relaxation; unknown names or arguments give a one-line error."""
+def make_relaxation(name: str, *, space=None, total_steps: int = 1, **kwargs) -> Relaxation:
+    """Build a registered relaxation; unknown names or arguments give a one-line error.
+
+    ``space`` is the search-space module (edge structure, for PC-DARTS) and
+    ``total_steps`` the length of the search (temperature schedules).
+    """
     if name not in RELAXATIONS:
         raise JaxnasError(f"unknown relaxation {name!r}; choose one of {', '.join(RELAXATIONS)}")
     try:
-        return RELAXATIONS[name](**kwargs)
+        return RELAXATIONS[name](space=space, total_steps=total_steps, **kwargs)
     except TypeError as e:
         raise JaxnasError(f'bad arguments for relaxation {name!r}: {e}') from None
+
+
+def entropy(weights: dict) -> float:
+    """Mean entropy (nats) of the per-edge weights, each row renormalised to sum to one."""
+    rows = np.concatenate([np.asarray(w, np.float64).reshape(-1, np.shape(w)[-1]) for w in weights.values()])
+    p = rows / np.maximum(rows.sum(-1, keepdims=True), 1e-12)
+    return float(np.mean(-(p * np.log(np.maximum(p, 1e-12))).sum(-1)))

@@ -23,11 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax
+from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax, spaces, supernet
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
-from jaxnas.spaces import darts
-from jaxnas.supernet import SearchNetwork
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
@@ -52,9 +50,25 @@ class Searcher:
             raise config_lib.ConfigError(
                 f'bad config value data.batch_size={d.batch_size}: larger than the weight-train '
                 f'({len(self.data.train_x)}) or arch-val ({len(self.data.val_x)}) split')
-        self.relaxation = relax.make_relaxation(config.relaxation.name, **config.relaxation.kwargs.to_dict())
-        self.net = SearchNetwork(m.channels, self.data.num_classes, m.layers, m.stem_multiplier)
+        self.space = spaces.get(config.space)
         self.steps_per_epoch = data_lib.num_batches(len(self.data.train_x), d.batch_size)
+        self.relaxation = relax.make_relaxation(
+            config.relaxation.name, space=self.space, total_steps=config.search.epochs * self.steps_per_epoch,
+            **config.relaxation.kwargs.to_dict())
+        r = self.relaxation
+        self.mode = config.search.mode or r.mode
+        K = r.partial_channels if self.mode == 'partial_channel' else 1
+        build = lambda mode: supernet.make_search_network(config.space, m, self.data.num_classes, mode=mode,
+                                                          partial_channels=K)
+        self.net = build(self.mode)
+        # Same variables, every op computed: the Hessian diagnostic and dense evaluation.
+        self.dense_net = self.net if self.mode == 'partial_channel' else build('dense')
+        if self.mode == 'single_path':
+            # A single-path supernet is judged on its derived path: one-hot argmax weights.
+            eval_weights = lambda a: jax.tree.map(
+                lambda w: jax.nn.one_hot(jnp.argmax(w, -1), w.shape[-1]), r.normalized(a))
+        else:
+            eval_weights = r.normalized
         self.schedule = bilevel.make_lr_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
         self.w_tx = bilevel.make_weight_optimizer(self.schedule, momentum=o.w_momentum,
                                                   weight_decay=o.w_weight_decay, grad_clip=o.grad_clip)
@@ -68,12 +82,14 @@ class Searcher:
                                  weight_decay=o.w_weight_decay, penalty_weight=config.relaxation.penalty_weight,
                                  augment=augment, fuse_phases=config.search.fuse_phases)
         self.step = jax.jit(step, donate_argnums=0)
-        self.evaluate = jax.jit(bilevel.make_eval(self.net, self.relaxation))
+        self.evaluate = jax.jit(bilevel.make_eval(self.net, eval_weights))
+        self.hessian_eigenvalue = jax.jit(bilevel.make_hessian_eigenvalue(
+            self.dense_net, r, config.search.hessian_iters))
 
     def init_state(self) -> bilevel.SearchState:
         key = jax.random.PRNGKey(self.config.seed)
         k_arch, k_params, k_run = jax.random.split(key, 3)
-        arch = darts.init_arch(k_arch)
+        arch = self.relaxation.init(k_arch, self.space.ARCH_SHAPES)
         sample = jnp.zeros((2,) + self.data.train_x.shape[1:], jnp.float32)
         seed = int(jax.random.randint(k_params, (), 0, 2 ** 31 - 1))
         variables = ops.init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
@@ -113,6 +129,37 @@ class Searcher:
 
     def weights(self, state) -> dict:
         return jax.tree.map(np.asarray, self.relaxation.normalized(state.arch))
+
+    def derive(self, weights: dict):
+        """The genotype of the normalized weights (the space's rule; FairDARTS' threshold)."""
+        if self.relaxation.threshold is not None:
+            return self.space.derive(weights, threshold=self.relaxation.threshold)
+        return self.space.derive(weights)
+
+    def dominant_eigenvalue(self, state, epoch: int) -> float:
+        """Dominant eigenvalue of the validation-loss Hessian w.r.t. the architecture, on
+        one arch-val batch fixed by (seed, epoch)."""
+        bs = self.config.data.batch_size
+        rng = np.random.default_rng([self.config.seed, epoch, 7])
+        idx = rng.choice(len(self.data.val_x), size=bs, replace=False)
+        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), epoch)
+        return float(self.hessian_eigenvalue(state.params, state.batch_stats, state.arch,
+                                             self.data.val_x[idx], self.data.val_y[idx], key))
+
+    def diagnostics(self, state, weights: dict, genotype, epoch: int) -> dict:
+        """Collapse indicators: skip / parameter-free op counts, entropy, Hessian eigenvalue."""
+        cell = self.space.CELL_TYPES[0]
+        out = {
+            'skip_connect_normal': genotype.count(('skip_connect',), cell),
+            'parameter_free_normal': genotype.count(self.space.PARAMETER_FREE, cell),
+            'entropy': relax.entropy(weights),
+        }
+        every = self.config.search.hessian_every
+        if every and (epoch % every == 0 or epoch == self.config.search.epochs):
+            out['hessian_eigenvalue'] = self.dominant_eigenvalue(state, epoch)
+        if self.relaxation.threshold is not None and hasattr(self.space, 'edges_below'):
+            out['edges_below_threshold'] = self.space.edges_below(weights, genotype, self.relaxation.threshold)
+        return out
 
 
 def _same_config(path: str, config_json: str) -> bool:
@@ -178,13 +225,13 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
         val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
         weights = searcher.weights(state)
-        genotype = darts.derive(weights)
+        genotype = searcher.derive(weights)
+        train_time = time.time() - t0
         record = {
             'epoch': epoch + 1, 'step': int(state.step), **means,
             'supernet_val_loss': val['loss'], 'supernet_val_acc': val['acc'],
-            'epoch_time_s': time.time() - t0, 'step_time_s': step_time,
-            'skip_connect_normal': genotype.count(('skip_connect',)),
-            'parameter_free_normal': genotype.count(darts.PARAMETER_FREE),
+            'epoch_time_s': train_time, 'step_time_s': step_time,
+            **searcher.diagnostics(state, weights, genotype, epoch + 1),
             'genotype': str(genotype),
             'alphas': {k: np.round(v, 6).tolist() for k, v in weights.items()},
         }
@@ -197,20 +244,27 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     ckpt.close()
     done = int(state.step) // spe
     weights = searcher.weights(state)
-    genotype = darts.derive(weights)
+    genotype = searcher.derive(weights)
     summary = {
         'name': config.name, 'workdir': os.path.abspath(workdir), 'epochs_done': done, 'epochs': epochs,
-        'complete': done >= epochs, 'genotype': str(genotype),
-        'relaxation': config.relaxation.name, 'order': config.search.order, 'data': config.data.name,
+        'complete': done >= epochs, 'genotype': str(genotype), 'space': config.space,
+        'relaxation': config.relaxation.name, 'mode': searcher.mode, 'order': config.search.order,
+        'data': config.data.name, 'seed': config.seed,
         'wall_time_s_this_call': time.time() - t_start,
     }
     if done >= epochs:
         test = searcher.eval_split(state, searcher.data.test_x, searcher.data.test_y)
         val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
+        cell = searcher.space.CELL_TYPES[0]
         summary.update({'supernet_val_acc': val['acc'], 'supernet_test_acc': test['acc'],
-                        'skip_connect_normal': genotype.count(('skip_connect',)),
-                        'parameter_free_normal': genotype.count(darts.PARAMETER_FREE),
+                        'skip_connect_normal': genotype.count(('skip_connect',), cell),
+                        'parameter_free_normal': genotype.count(searcher.space.PARAMETER_FREE, cell),
                         'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params)))})
+        if config.space == 'nb201':
+            from jaxnas import tabular
+            summary['tabular'] = tabular.score_genotype(config.tabular.path, genotype)
+            if 'error' in summary['tabular']:
+                bar.write(f"tabular scores skipped: {summary['tabular']['error']}")
         with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
             f.write(str(genotype) + '\n')
         _write_json(os.path.join(workdir, 'genotype.json'), genotype.to_json())

@@ -39,6 +39,9 @@ NUM_INPUTS = 2
 EDGE_OFFSETS = tuple(sum(NUM_INPUTS + k for k in range(i)) for i in range(NUM_NODES))
 NUM_EDGES = sum(NUM_INPUTS + i for i in range(NUM_NODES))  # 14
 CELL_TYPES = ('normal', 'reduce')
+ARCH_SHAPES = {cell: (NUM_EDGES, len(PRIMITIVES)) for cell in CELL_TYPES}
+# Intermediate node (0..3) each edge row feeds: edge normalisation (PC-DARTS) groups by it.
+EDGE_TARGETS = np.array([i for i in range(NUM_NODES) for _ in range(NUM_INPUTS + i)])
 PARAMETER_FREE = ('none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect')
 
 
@@ -210,10 +213,18 @@ def from_json(obj) -> Genotype:
     return make_genotype(**obj)
 
 
-def derive_cell(weights: np.ndarray) -> tuple:
+def derive_cell(weights: np.ndarray, threshold: float | None = None) -> tuple:
     """The DARTS rule for one cell: per node keep the 2 incoming edges with the largest
     non-`none` weight, and on each the best non-`none` op (ties: lowest index, as
-    Python's stable ``sorted`` in the reference code)."""
+    Python's stable ``sorted`` in the reference code).
+
+    ``threshold`` is FairDARTS's rule (Chu et al. 2020: an op is chosen when its
+    independent sigmoid weight reaches the threshold). In this space every node must
+    keep exactly 2 inputs for the evaluation network, so edges below the threshold
+    cannot be dropped and the rule reduces to the top-2 choice above; the search log
+    reports how many chosen edges fall below it (:func:`edges_below`).
+    """
+    del threshold  # the top-2 rule already prefers every edge that reaches it
     w = np.asarray(weights, np.float64)
     if w.shape != (NUM_EDGES, len(PRIMITIVES)):
         raise GenotypeError(f'cell weights have shape {w.shape}, expected {(NUM_EDGES, len(PRIMITIVES))}')
@@ -229,10 +240,21 @@ def derive_cell(weights: np.ndarray) -> tuple:
     return tuple(gene)
 
 
-def derive(weights: dict) -> Genotype:
+def edges_below(weights: dict, genotype: 'Genotype', threshold: float) -> int:
+    """How many chosen (op, input) pairs of ``genotype`` have weight below ``threshold``."""
+    count = 0
+    for cell in CELL_TYPES:
+        w = np.asarray(weights[cell])
+        for k, (op, j) in enumerate(getattr(genotype, cell)):
+            count += int(w[edge_index(k // 2, j), PRIMITIVES.index(op)] < threshold)
+    return count
+
+
+def derive(weights: dict, threshold: float | None = None) -> Genotype:
     """Genotype from relaxed weights ``{'normal': (14, 8), 'reduce': (14, 8)}``."""
     concat = tuple(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))
-    return Genotype(derive_cell(weights['normal']), concat, derive_cell(weights['reduce']), concat)
+    return Genotype(derive_cell(weights['normal'], threshold), concat,
+                    derive_cell(weights['reduce'], threshold), concat)
 
 
 # Published genotypes (quark0/darts genotypes.py; GDAS from Dong & Yang 2019).
