@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = 'digits_darts'
     c.seed = 0
-    c.space = 'darts'
+    c.space = 'darts'                      # darts | nb201
 
     c.data = ml_collections.ConfigDict()
     c.data.name = 'digits'                 # digits | cifar10 | cifar100 | svhn_cropped | mnist
@@ -43,16 +43,24 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.channels = 8                   # C of the search network (DARTS paper: 16)
     c.model.layers = 5                     # cells (DARTS paper: 8)
     c.model.stem_multiplier = 3
+    c.model.cells_per_stage = 5            # nb201 space: N cells per stage (NAS-Bench-201: 5)
 
     c.relaxation = ml_collections.ConfigDict()
     c.relaxation.name = 'darts'
     c.relaxation.kwargs = ml_collections.ConfigDict()
-    c.relaxation.penalty_weight = 1.0
+    c.relaxation.penalty_weight = 1.0      # multiplies the relaxation's own penalty
 
     c.search = ml_collections.ConfigDict()
     c.search.epochs = 10                   # DARTS paper: 50
     c.search.order = 'first'               # first | second | finite_difference
     c.search.fuse_phases = True            # first order: one compiled fwd/bwd for both phases
+    c.search.mode = ''                     # '' (the relaxation's own) | dense | single_path | partial_channel
+    c.search.hessian_every = 1             # epochs between dominant-eigenvalue estimates (0: off)
+    c.search.hessian_iters = 20            # power iterations (Hessian-vector products)
+
+    # NATS-Bench / NAS-Bench-201 tabular scores of a derived nb201 cell (jaxnas.tabular).
+    c.tabular = ml_collections.ConfigDict()
+    c.tabular.path = config_dict.placeholder(str)   # e.g. ~/NATS-tss-v1_0-3ffb9-simple
 
     c.optim = ml_collections.ConfigDict()
     c.optim.w_lr = 0.025
@@ -66,6 +74,43 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.a_weight_decay = 1e-3
 
     c.discrete = discrete_config()         # `jaxnas discrete`; checked by jaxnas.discrete.validate
+
+    # Retraining from scratch (jaxnas.retrain; validated there). The DARTS CIFAR protocol
+    # where the value is noted; digits-sized network and budget for a 2-core CPU.
+    c.retrain = ml_collections.ConfigDict()
+    c.retrain.network = 'cifar'            # cifar | imagenet (DARTS evaluation network)
+    c.retrain.channels = 16                # DARTS CIFAR: 36 (ImageNet: 48); NB201: C
+    c.retrain.layers = 8                   # DARTS CIFAR: 20 (ImageNet: 14)
+    c.retrain.cells_per_stage = 5          # NAS-Bench-201 networks only: N
+    c.retrain.epochs = 30                  # DARTS: 600
+    c.retrain.batch_size = 64              # DARTS: 96
+    c.retrain.eval_batch_size = 512
+    c.retrain.lr = 0.025
+    c.retrain.lr_min = 0.0
+    c.retrain.momentum = 0.9
+    c.retrain.weight_decay = 3e-4
+    c.retrain.grad_clip = 5.0
+    c.retrain.cutout_length = 0            # DARTS CIFAR: 16 (0: off; 8x8 digits)
+    c.retrain.drop_path_prob = 0.2         # ramped linearly from 0 with the epoch
+    c.retrain.auxiliary_weight = 0.4       # 0 removes the auxiliary head
+    c.retrain.aux_channels = (128, 768)
+    c.retrain.label_smoothing = 0.0        # DARTS ImageNet: 0.1
+    c.retrain.compute_dtype = 'float32'    # float32 | bfloat16 (accelerators)
+    c.retrain.num_seeds = 1                # seeds config.seed, config.seed + 1, ... trained at once
+    c.retrain.checkpoint_every = 5         # epochs
+    c.retrain.latency_batch_size = 1
+    c.retrain.latency_calls = 20
+    c.retrain.latency_warmup = 3
+
+    # The hand-designed comparison network (jaxnas.baseline), width-matched in parameters.
+    c.baseline = ml_collections.ConfigDict()
+    c.baseline.blocks = (1, 1, 1)          # basic blocks per stage (ResNet-20: (3, 3, 3))
+    c.baseline.tolerance = 0.05            # relative parameter-count mismatch allowed
+
+    # `jaxnas run` (jaxnas.pipeline): search -> derive -> retrain NAS and baseline -> report.
+    c.pipeline = ml_collections.ConfigDict()
+    c.pipeline.num_seeds = 3
+    c.pipeline.search_epochs = 0           # > 0: the pipeline's search runs this many epochs
     return c
 
 
@@ -199,14 +244,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 value = value[part]
             raise ConfigError(f'bad config value {field}={value!r}: {msg}')
 
-    check(config.space == 'darts', 'space', "the search space must be 'darts'")
+    from jaxnas import spaces
+    check(config.space in spaces.SPACES, 'space', f"choose one of {', '.join(spaces.SPACES)}")
+    check(config.search.mode in ('',) + relax.MODES, 'search.mode',
+          f"choose one of {', '.join(relax.MODES)} (or '' for the relaxation's own)")
+    check(config.search.hessian_every >= 0, 'search.hessian_every', 'must be >= 0 (0 turns it off)')
+    check(config.search.hessian_iters >= 1, 'search.hessian_iters', 'must be >= 1')
+    check(config.model.cells_per_stage >= 1, 'model.cells_per_stage', 'must be >= 1')
     check(config.data.name in data.DATASETS, 'data.name', f"choose one of {', '.join(data.DATASETS)}")
     check(0 < config.data.train_portion < 1, 'data.train_portion', 'must be in (0, 1)')
     check(config.data.limit >= 0, 'data.limit', 'must be >= 0 (0 reads everything)')
     check(config.data.batch_size >= 2, 'data.batch_size', 'must be >= 2 (BatchNorm needs a batch)')
     check(config.data.eval_batch_size >= 1, 'data.eval_batch_size', 'must be >= 1')
     check(config.model.channels >= 2, 'model.channels', 'must be >= 2')
-    check(config.model.layers >= 3, 'model.layers', 'must be >= 3 (two reduction cells and a normal one)')
+    check(config.space != 'darts' or config.model.layers >= 3, 'model.layers', 'must be >= 3 (two reduction cells and a normal one)')
     check(config.model.stem_multiplier >= 1, 'model.stem_multiplier', 'must be >= 1')
     check(config.relaxation.name in relax.RELAXATIONS, 'relaxation.name',
           f"choose one of {', '.join(relax.RELAXATIONS)}")
@@ -221,6 +272,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ('w_weight_decay', 'a_weight_decay'):
         check(config.optim[field] >= 0, f'optim.{field}', 'must be >= 0')
     try:
-        relax.make_relaxation(config.relaxation.name, **config.relaxation.kwargs.to_dict())
+        r = relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
+                                  **config.relaxation.kwargs.to_dict())
     except JaxnasError as e:
         raise ConfigError(f'bad config value relaxation.kwargs: {e}') from None
+    if (config.search.mode or r.mode) == 'partial_channel':
+        check(config.model.channels % r.partial_channels == 0, 'model.channels',
+              f'must be divisible by the partial-channel k={r.partial_channels}')
