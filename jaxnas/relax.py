@@ -105,9 +105,10 @@ def exponential_schedule(start: float, end: float, total_steps: int) -> Callable
     return lambda step: jnp.exp(lin(step))
 
 
-def gumbel_softmax(logits, key, tau, hard: bool, max_tries: int = 10):
+def gumbel_softmax(logits, key, tau, hard: bool, max_tries: int = 10, noise: Callable = jax.random.gumbel):
     """A Gumbel-softmax sample over the last axis; ``hard``: one-hot with straight-through
-    gradient. Redrawn (up to ``max_tries`` times) while the sample is not finite."""
+    gradient. Redrawn (up to ``max_tries`` times) while the sample is not finite; draw
+    ``i`` uses ``noise(fold_in(key, i), shape)``."""
     def sample(g, logits):
         p = jax.nn.softmax((jax.nn.log_softmax(logits, -1) + g) / tau, -1)
         if hard:
@@ -116,7 +117,7 @@ def gumbel_softmax(logits, key, tau, hard: bool, max_tries: int = 10):
         return p
 
     def draw(i):
-        return jax.random.gumbel(jax.random.fold_in(key, i), logits.shape, jnp.float32)
+        return noise(jax.random.fold_in(key, i), logits.shape).astype(jnp.float32)
 
     # Only the noise is redrawn (no gradient flows through the loop), then the sample
     # is rebuilt differentiably from the accepted noise.

@@ -116,3 +116,20 @@ def test_unknown_order():
     net, state, *_ , (w_tx, a_tx, schedule) = _toy_state()
     with pytest.raises(ValueError, match='unknown search order'):
         bilevel.make_step(net, relax.softmax(), w_tx, a_tx, schedule, order='third')
+
+
+def test_hessian_dominant_eigenvalue_matches_the_explicit_hessian():
+    net, state, _, val, _ = _toy_state(seed=3)
+    eig = bilevel.make_hessian_eigenvalue(net, relax.softmax(), iters=200)
+    lam = float(eig(state.params, state.batch_stats, state.arch, val[0], val[1], jax.random.PRNGKey(0)))
+
+    def val_loss(a):
+        logits, _ = net.apply({'params': state.params, 'batch_stats': state.batch_stats}, val[0],
+                              relax.softmax().normalized({'normal': a}), train=True, mutable=['batch_stats'])
+        return bilevel.cross_entropy(logits, val[1])
+
+    a = state.arch['normal']
+    hess = np.asarray(jax.hessian(val_loss)(a)).reshape(a.size, a.size)
+    eigs = np.linalg.eigvalsh((hess + hess.T) / 2)
+    dominant = eigs[np.argmax(np.abs(eigs))]
+    assert lam == pytest.approx(float(dominant), rel=2e-3, abs=1e-6)
