@@ -65,6 +65,26 @@ def conv(x, w, stride: int = 1):
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
+def cell_conv(x, w):
+    """Stride-1 conv with padding ``k // 2`` as used inside the scanned cells.
+
+    On XLA:CPU (jax 0.10.2) a ``conv_general_dilated`` inside a loop body (the cell scan)
+    ran its backward pass about 25x slower than the same conv outside a loop (measured:
+    0.39 s vs 0.016 s for a 16x32x32x16 -> 48 channel 3x3 conv); written as im2col -- the
+    ``k * k`` shifted slices concatenated on channels, then one matmul -- it runs as fast
+    as the plain conv, in or out of the loop. Other backends use the conv.
+    """
+    k = w.shape[0]
+    if jax.default_backend() != 'cpu':
+        return conv(x, w)
+    if k == 1:
+        return jnp.einsum('bhwc,cd->bhwd', x, w[0, 0])
+    p, (H, W) = k // 2, x.shape[1:3]
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    cols = jnp.concatenate([xp[:, i:i + H, j:j + W] for i in range(k) for j in range(k)], axis=-1)
+    return jnp.einsum('bhwk,kd->bhwd', cols, w.reshape(-1, w.shape[-1]))
+
+
 def avg_pool_2x2(x):
     """2x2 average pool with stride 2 (the residual block's shortcut)."""
     return lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID') / 4.0
@@ -132,7 +152,7 @@ class MixedEdges(nn.Module):
                 continue
             if name in convs:
                 w, mean, var = convs[name]
-                y, stats = batch_norm(conv(h, w), (mean.value, var.value), train)
+                y, stats = batch_norm(cell_conv(h, w), (mean.value, var.value), train)
                 if update:
                     mean.value, var.value = stats
                 y = jnp.moveaxis(y.reshape(x.shape[:-1] + (n, C)), -2, 0)
@@ -155,7 +175,7 @@ class MixedEdges(nn.Module):
                     return x, stats
                 if name == 'avg_pool_3x3':
                     return ops.pool(x, 'avg', 1), stats
-                y, new = batch_norm(conv(jax.nn.relu(x), kernels[name]), stats[name], train)
+                y, new = batch_norm(cell_conv(jax.nn.relu(x), kernels[name]), stats[name], train)
                 return y, {**stats, name: new}
             return run
 
@@ -227,7 +247,7 @@ class InferCell(nn.Module):
                 w = self.param(f'src{s}_conv{k}x{k}', ops.torch_uniform(k * k * self.C),
                                (k, k, self.C, len(ts) * self.C))
                 y = ops.BatchNorm((len(ts) * self.C,), affine=True, name=f'src{s}_bn{k}x{k}')(
-                    conv(jax.nn.relu(src), w), self.train)
+                    cell_conv(jax.nn.relu(src), w), self.train)
                 for i, t in enumerate(ts):
                     add(t, y[..., i * self.C:(i + 1) * self.C])
             if any(op == 'avg_pool_3x3' for _, op in edges):
