@@ -88,6 +88,68 @@ def drop_path(x, drop_prob, key):
     return x * (mask / keep).astype(x.dtype)
 
 
+def depthwise_conv(x, w, stride: int = 1, dilation: int = 1):
+    """Depthwise k x k conv of ``x (B, H, W, C)`` with ``w (k, k, C)``, padding
+    ``dilation * (k - 1) // 2``, as an unrolled sum of ``k * k`` shifted products.
+
+    One edge at a time (unlike the supernet's batched edge groups), the unrolled taps
+    compile to one fused loop and a cheap backward pass; :func:`jaxnas.ops.depthwise`'s
+    tap ``scan`` (built for batched edge groups) trained this network several times
+    slower per step on XLA:CPU.
+    """
+    k = w.shape[0]
+    pad = dilation * (k - 1) // 2
+    H, W = x.shape[1], x.shape[2]
+    Ho = ops.out_size(H, k, stride, pad, dilation)
+    Wo = ops.out_size(W, k, stride, pad, dilation)
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = None
+    for i in range(k):
+        for j in range(k):
+            sl = xp[:, i * dilation:i * dilation + (Ho - 1) * stride + 1:stride,
+                    j * dilation:j * dilation + (Wo - 1) * stride + 1:stride, :]
+            term = sl * w[i, j].astype(x.dtype)
+            out = term if out is None else out + term
+    return out
+
+
+class DilConv(nn.Module):
+    """ReLU, depthwise k x k (dilation d), pointwise 1x1, affine BN (reference DilConv)."""
+    C: int
+    k: int
+    stride: int
+    dilation: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        C, k = self.C, self.k
+        dw = self.param('depthwise', ops.torch_uniform(k * k), (k, k, C))
+        pw = self.param('pointwise', ops.torch_uniform(C), (C, C))
+        y = depthwise_conv(jax.nn.relu(x), dw, self.stride, self.dilation)
+        y = jnp.einsum('bhwc,cd->bhwd', y, pw.astype(y.dtype))
+        return batch_norm(C)(y, train)
+
+
+class SepConv(nn.Module):
+    """Two DilConv blocks with dilation 1, the first one strided (reference SepConv)."""
+    C: int
+    k: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = DilConv(self.C, self.k, self.stride, 1)(x, train)
+        return DilConv(self.C, self.k, 1, 1)(x, train)
+
+
+EVAL_CONVS = {
+    'sep_conv_3x3': lambda C, stride: SepConv(C, 3, stride),
+    'sep_conv_5x5': lambda C, stride: SepConv(C, 5, stride),
+    'dil_conv_3x3': lambda C, stride: DilConv(C, 3, stride, 2),
+    'dil_conv_5x5': lambda C, stride: DilConv(C, 5, stride, 2),
+}
+
+
 def _lift(module, x, train):
     """Apply a :mod:`jaxnas.ops` module (inputs ``(N, S, B, H, W, C)``) to one ``(B, H, W, C)``."""
     return module(x[None, None], train)[0, 0]
@@ -123,7 +185,7 @@ class EvalCell(nn.Module):
             s0 = _lift(ops.ReLUConvBN(sp.C_pp, C, affine=True), s0, train)
         s1 = _lift(ops.ReLUConvBN(sp.C_p, C, affine=True), s1, train)
         states = [s0, s1]
-        dropping = train and not self.is_initializing()
+        dropping = train and not self.is_initializing() and not (isinstance(drop_prob, (int, float)) and drop_prob == 0)
         for i in range(len(self.gene) // 2):
             node = None
             for name, j in self.gene[2 * i:2 * i + 2]:
@@ -147,6 +209,8 @@ def _apply_op(name: str, C: int, stride: int, x, train: bool):
         return ops.pool(x, ops.POOL_KINDS[name], stride), False
     if name == 'skip_connect' and stride == 1:
         return x, True
+    if name in EVAL_CONVS:
+        return EVAL_CONVS[name](C, stride)(x, train), False
     if name not in ops.OPS or name == 'none':
         raise NetworkError(f'genotype op {name!r} has no evaluation-network module')
     return _lift(ops.make_op(name, C, stride, affine=True), x, train), False

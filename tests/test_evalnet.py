@@ -1,0 +1,117 @@
+"""Evaluation networks: published parameter counts, auxiliary head, drop path, scanning."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnas import baseline, evalnet, ops
+from jaxnas.spaces import darts
+
+
+@pytest.mark.parametrize('name,expected', [('DARTS_V2', 3_349_342), ('DARTS_V1', 3_169_414)])
+def test_published_cifar_param_counts(name, expected):
+    # published.md: C=36, 20 cells, 10 classes, auxiliary head excluded (476,426 alone).
+    net = evalnet.make_network(darts.PUBLISHED[name], C=36, num_classes=10, layers=20)
+    counts = evalnet.param_counts(net, (32, 32, 3))
+    assert counts['network'] == expected
+    assert counts['aux_head'] == 476_426
+    assert counts['total'] == expected + 476_426
+
+
+def test_imagenet_mobile_network_size():
+    # DARTS (ImageNet mobile): C=48, 14 cells, 4.7M parameters.
+    net = evalnet.make_network(darts.PUBLISHED['DARTS_V2'], network='imagenet', C=48, num_classes=1000, layers=14)
+    assert round(evalnet.param_counts(net, (224, 224, 3))['network'] / 1e6, 1) == 4.7
+
+
+def test_equal_cells_are_scanned():
+    specs, C_aux, C_last = evalnet.cell_specs(darts.PUBLISHED['DARTS_V2'], 36, 20, 108, False)
+    runs = evalnet.runs_of_equal_cells(specs)
+    # 20 cells: stage cells 2-5, 8-12 and 15-19 each run as one scan.
+    assert [r for r in runs if len(r) > 1] == [[2, 3, 4, 5], [8, 9, 10, 11, 12], [15, 16, 17, 18, 19]]
+    assert [len(r) for r in runs if r[0] == 13] == [1]  # the aux cell stands alone
+    assert C_aux == 4 * 144 and C_last == 4 * 144
+
+
+def _tiny_net(auxiliary=True):
+    return evalnet.make_network(darts.PUBLISHED['DARTS_V2'], C=4, num_classes=10, layers=5,
+                                auxiliary=auxiliary, aux_channels=(8, 16))
+
+
+def test_forward_shapes_and_aux_head_only_in_training():
+    net = _tiny_net()
+    x = jnp.ones((3, 8, 8, 1))
+    v = ops.init_variables(net, 0, x, train=True)
+    assert 'aux_head' in v['params']
+    (logits, aux), _ = net.apply(v, x, train=True, drop_prob=0.2, rngs={'drop_path': jax.random.key(1)},
+                                 mutable=['batch_stats'])
+    assert logits.shape == (3, 10) and aux.shape == (3, 10)
+    assert np.all(np.isfinite(logits)) and np.all(np.isfinite(aux))
+    logits, aux = net.apply(v, x, train=False)
+    assert logits.shape == (3, 10) and aux is None
+    # the reference geometry: an 8x8 input to the CIFAR head (32x32 images, two reductions)
+    head = evalnet.AuxiliaryHead(10, (8, 16))
+    y, _ = head.init_with_output(jax.random.key(0), jnp.ones((2, 8, 8, 12)), train=False)
+    assert y.shape == (2, 10)
+    no_aux = _tiny_net(auxiliary=False)
+    assert 'aux_head' not in ops.init_variables(no_aux, 0, x, train=True)['params']
+
+
+def test_drop_path_statistics():
+    x = jnp.ones((4000, 2, 2, 3))
+    y = evalnet.drop_path(x, 0.3, jax.random.key(0))
+    kept = np.asarray(y[:, 0, 0, 0] > 0)
+    # whole examples are dropped, survivors scaled by 1 / keep, so the mean is preserved
+    assert np.all((y == 0) | np.isclose(y, 1 / 0.7)), 'values must be 0 or 1/keep'
+    assert np.all(np.ptp(np.asarray(y).reshape(4000, -1), axis=1) == 0), "one mask per example"
+    assert abs(kept.mean() - 0.7) < 0.03
+    assert abs(float(y.mean()) - 1.0) < 0.05
+    np.testing.assert_array_equal(evalnet.drop_path(x, 0.0, jax.random.key(0)), x)
+
+
+def test_drop_path_changes_training_output_only_when_on():
+    net = _tiny_net()
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+    v = ops.init_variables(net, 0, x, train=True)
+    run = lambda p, k: net.apply(v, x, train=True, drop_prob=p, rngs={'drop_path': jax.random.key(k)},
+                                 mutable=['batch_stats'])[0][0]
+    np.testing.assert_allclose(run(0.0, 1), run(0.0, 2), rtol=1e-6)
+    assert not np.allclose(run(0.5, 1), run(0.5, 2))
+
+
+def test_conv_helpers_match_lax():
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+    for stride in (1, 2):
+        ref = jax.lax.conv_general_dilated(x, w, (stride, stride), [(1, 1), (1, 1)],
+                                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        np.testing.assert_allclose(evalnet.conv2d(x, w, stride, 1), ref, rtol=1e-5, atol=1e-5)
+    dw = jax.random.normal(jax.random.key(2), (5, 5, 3))
+    for stride, dil in ((1, 1), (2, 1), (1, 2), (2, 2)):
+        pad = dil * 2
+        ref = jax.lax.conv_general_dilated(x, dw[:, :, None, :], (stride, stride), [(pad, pad)] * 2,
+                                           rhs_dilation=(dil, dil), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                           feature_group_count=3)
+        np.testing.assert_allclose(evalnet.depthwise_conv(x, dw, stride, dil), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_networks_rejected():
+    with pytest.raises(evalnet.NetworkError, match='unknown evaluation network'):
+        evalnet.make_network(darts.PUBLISHED['DARTS_V2'], network='mobile', C=4, num_classes=10, layers=5)
+    with pytest.raises(evalnet.NetworkError, match='>= 3 cells'):
+        evalnet.make_network(darts.PUBLISHED['DARTS_V2'], C=4, num_classes=10, layers=2)
+
+
+@pytest.mark.parametrize('blocks', [(1, 1, 1), (3, 3, 3)])
+def test_baseline_param_formula_and_matching(blocks):
+    for widths in ((4, 8, 16), (5, 9, 19)):
+        net = baseline.ResNet(widths, blocks, 10)
+        v = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=True), jnp.zeros((2, 8, 8, 1)))
+        assert evalnet.count(v['params']) == baseline.param_count(widths, blocks, 1, 10)
+    for target in (20_000, 245_242, 3_349_342):
+        net, info = baseline.make_baseline(target, blocks=blocks, in_channels=3, num_classes=10)
+        assert abs(info['relative_difference']) < 0.01
+        w1, w2, w3 = info['widths']
+        assert w1 <= w2 <= w3
+    with pytest.raises(baseline.BaselineError, match='closest baseline'):
+        baseline.make_baseline(50, blocks=blocks, in_channels=3, num_classes=10, tolerance=0.01)
