@@ -113,42 +113,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.pipeline.num_seeds = 3
     c.pipeline.search_epochs = 0           # > 0: the pipeline's search runs this many epochs
 
-    # Retraining from scratch (jaxnas.retrain; validated there). The DARTS CIFAR protocol
-    # where the value is noted; digits-sized network and budget for a 2-core CPU.
-    c.retrain = ml_collections.ConfigDict()
-    c.retrain.network = 'cifar'            # cifar | imagenet (DARTS evaluation network)
-    c.retrain.channels = 16                # DARTS CIFAR: 36 (ImageNet: 48); NB201: C
-    c.retrain.layers = 8                   # DARTS CIFAR: 20 (ImageNet: 14)
-    c.retrain.cells_per_stage = 5          # NAS-Bench-201 networks only: N
-    c.retrain.epochs = 30                  # DARTS: 600
-    c.retrain.batch_size = 64              # DARTS: 96
-    c.retrain.eval_batch_size = 512
-    c.retrain.lr = 0.025
-    c.retrain.lr_min = 0.0
-    c.retrain.momentum = 0.9
-    c.retrain.weight_decay = 3e-4
-    c.retrain.grad_clip = 5.0
-    c.retrain.cutout_length = 0            # DARTS CIFAR: 16 (0: off; 8x8 digits)
-    c.retrain.drop_path_prob = 0.2         # ramped linearly from 0 with the epoch
-    c.retrain.auxiliary_weight = 0.4       # 0 removes the auxiliary head
-    c.retrain.aux_channels = (128, 768)
-    c.retrain.label_smoothing = 0.0        # DARTS ImageNet: 0.1
-    c.retrain.compute_dtype = 'float32'    # float32 | bfloat16 (accelerators)
-    c.retrain.num_seeds = 1                # seeds config.seed, config.seed + 1, ... trained at once
-    c.retrain.checkpoint_every = 5         # epochs
-    c.retrain.latency_batch_size = 1
-    c.retrain.latency_calls = 20
-    c.retrain.latency_warmup = 3
-
-    # The hand-designed comparison network (jaxnas.baseline), width-matched in parameters.
-    c.baseline = ml_collections.ConfigDict()
-    c.baseline.blocks = (1, 1, 1)          # basic blocks per stage (ResNet-20: (3, 3, 3))
-    c.baseline.tolerance = 0.05            # relative parameter-count mismatch allowed
-
-    # `jaxnas run` (jaxnas.pipeline): search -> derive -> retrain NAS and baseline -> report.
-    c.pipeline = ml_collections.ConfigDict()
-    c.pipeline.num_seeds = 3
-    c.pipeline.search_epochs = 0           # > 0: the pipeline's search runs this many epochs
     return c
 
 
