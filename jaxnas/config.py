@@ -58,6 +58,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.search.hessian_every = 1             # epochs between dominant-eigenvalue estimates (0: off)
     c.search.hessian_iters = 20            # power iterations (Hessian-vector products)
 
+    # `jaxnas compare`: relaxations x seeds with one budget (jaxnas.compare).
+    c.compare = ml_collections.ConfigDict()
+    c.compare.relaxations = ('darts', 'gdas', 'snas', 'drnas', 'pcdarts', 'fairdarts')
+    c.compare.seeds = (0, 1)
+    c.compare.kwargs = ml_collections.ConfigDict()   # relaxation name -> its kwargs, e.g. {'pcdarts': {'k': 2}}
+
     # NATS-Bench / NAS-Bench-201 tabular scores of a derived nb201 cell (jaxnas.tabular).
     c.tabular = ml_collections.ConfigDict()
     c.tabular.path = config_dict.placeholder(str)   # e.g. ~/NATS-tss-v1_0-3ffb9-simple
@@ -111,8 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
     # `jaxnas run` (jaxnas.pipeline): search -> derive -> retrain NAS and baseline -> report.
     c.pipeline = ml_collections.ConfigDict()
     c.pipeline.num_seeds = 3
-    c.pipeline.search_epochs = 0           # > 0: the pipeline's search runs this many epochs
-
+    c.pipeline.search_epochs = 5           # the pipeline's search epochs (0: search.epochs, 10)
     return c
 
 

@@ -1,0 +1,197 @@
+"""``jaxnas compare``: relaxation variants side by side on one space, data set and budget.
+
+Runs every relaxation of ``config.compare.relaxations`` with every seed of
+``config.compare.seeds`` (each a normal search in ``workdir/<relaxation>_seed<s>``, so an
+interrupted study resumes where it stopped) and writes into ``workdir``:
+
+- ``compare.md`` / ``compare.csv`` / ``compare.json``: per relaxation, mean ± std over
+  seeds of the supernet's final validation accuracy, skip_connect count of the derived
+  normal cell, dominant Hessian eigenvalue, search wall time and step time, and the
+  derived genotype of each seed;
+- ``alphas.png``: the relaxed weight of each op (mean over the normal cell's edges)
+  over the epochs, one panel per relaxation;
+- ``eigenvalue.png``: the dominant eigenvalue over the epochs per relaxation.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import ml_collections
+import numpy as np
+
+from jaxnas import config as config_lib, search, spaces
+
+
+def _runs(config):
+    for name in config.compare.relaxations:
+        for seed in config.compare.seeds:
+            c = config.copy_and_resolve_references()
+            c.relaxation.name = name
+            kwargs = config.compare.kwargs.get(name, {})
+            c.relaxation.kwargs = ml_collections.ConfigDict(
+                kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict) else dict(kwargs))
+            c.seed = int(seed)
+            c.name = f'{config.name}_{name}_seed{seed}'
+            yield name, int(seed), c
+
+
+def validate(config) -> None:
+    if not config.compare.relaxations:
+        raise config_lib.ConfigError('bad config value compare.relaxations=(): name at least one relaxation')
+    if not config.compare.seeds:
+        raise config_lib.ConfigError('bad config value compare.seeds=(): give at least one seed')
+    unknown = [k for k in config.compare.kwargs if k not in config.compare.relaxations]
+    if unknown:
+        raise config_lib.ConfigError(f'bad config value compare.kwargs: {unknown[0]!r} is not in compare.relaxations')
+    for _, _, c in _runs(config):
+        config_lib.validate(c)
+
+
+def _read_log(workdir):
+    with open(os.path.join(workdir, 'log.jsonl')) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
+    """Run (or resume) the study and write its table and plots; returns the JSON record."""
+    validate(config)
+    os.makedirs(workdir, exist_ok=True)
+    rows = {}
+    for name, seed, c in _runs(config):
+        run_dir = os.path.join(workdir, f'{name}_seed{seed}')
+        t0 = time.time()
+        summary = search.run_search(c, run_dir, progress=progress)
+        log = _read_log(run_dir)
+        rows.setdefault(name, []).append({
+            'seed': seed, 'summary': summary, 'log': log,
+            'search_wall_time_s': float(sum(r['epoch_time_s'] for r in log)),
+            'step_time_s': float(np.median([r['step_time_s'] for r in log])),
+            'call_time_s': time.time() - t0,
+        })
+    record = {'name': config.name, 'space': config.space, 'data': config.data.name,
+              'epochs': config.search.epochs, 'seeds': list(config.compare.seeds), 'relaxations': {}}
+    for name, runs in rows.items():
+        stats = {}
+        for key, get in [('supernet_val_acc', lambda r: r['summary'].get('supernet_val_acc')),
+                         ('skip_connect_normal', lambda r: r['summary'].get('skip_connect_normal')),
+                         ('hessian_eigenvalue', lambda r: r['log'][-1].get('hessian_eigenvalue')),
+                         ('entropy', lambda r: r['log'][-1].get('entropy')),
+                         ('search_wall_time_s', lambda r: r['search_wall_time_s']),
+                         ('step_time_s', lambda r: r['step_time_s'])]:
+            mean, std = _mean_std([get(r) for r in runs])
+            stats[key] = {'mean': mean, 'std': std}
+        stats['mode'] = runs[0]['summary']['mode']
+        stats['genotypes'] = {r['seed']: r['summary']['genotype'] for r in runs}
+        if config.space == 'nb201':
+            stats['tabular'] = {r['seed']: r['summary'].get('tabular') for r in runs}
+        record['relaxations'][name] = stats
+    _write_table(record, workdir)
+    _plot(rows, config, workdir)
+    with open(os.path.join(workdir, 'compare.json'), 'w') as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def _fmt(stat, digits=3):
+    if stat['mean'] is None:
+        return 'n/a'
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+COLUMNS = [('supernet_val_acc', 'supernet val acc', 3), ('skip_connect_normal', 'skip_connect (normal)', 1),
+           ('hessian_eigenvalue', 'Hessian λ_max', 4), ('entropy', 'entropy', 3),
+           ('search_wall_time_s', 'search wall time s', 1), ('step_time_s', 'step time s', 3)]
+
+
+def _write_table(record, workdir):
+    rel = record['relaxations']
+    lines = [f"# Relaxations compared: {record['space']} space on {record['data']}, "
+             f"{record['epochs']} epochs, seeds {record['seeds']}", '',
+             '| relaxation | mode | ' + ' | '.join(c[1] for c in COLUMNS) + ' |',
+             '|---|---|' + '---|' * len(COLUMNS)]
+    for name, s in rel.items():
+        lines.append(f'| {name} | {s["mode"]} | ' + ' | '.join(_fmt(s[k], d) for k, _, d in COLUMNS) + ' |')
+    lines += ['', 'Mean ± std over seeds. Wall time excludes the end-of-run evaluation; step time is the '
+              'median per-epoch mean (the first epoch includes compilation).', '', '## Derived genotypes', '']
+    for name, s in rel.items():
+        for seed, g in s['genotypes'].items():
+            lines.append(f'- {name}, seed {seed}: `{g}`')
+            tab = s.get('tabular', {}).get(seed) if s.get('tabular') else None
+            if tab:
+                lines.append(f'  - tabular: {json.dumps(tab)}')
+    with open(os.path.join(workdir, 'compare.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    with open(os.path.join(workdir, 'compare.csv'), 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['relaxation', 'mode'] + [f'{k}_{m}' for k, _, _ in COLUMNS for m in ('mean', 'std')])
+        for name, s in rel.items():
+            w.writerow([name, s['mode']] + [s[k][m] for k, _, _ in COLUMNS for m in ('mean', 'std')])
+
+
+def _plot(rows, config, workdir):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    space = spaces.get(config.space)
+    cell = space.CELL_TYPES[0]
+    n = len(rows)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), sharey=False, squeeze=False)
+    for ax, (name, runs) in zip(axes[0], rows.items()):
+        log = runs[0]['log']
+        w = np.array([np.asarray(r['alphas'][cell]).mean(axis=0) for r in log])   # (epochs, ops)
+        epochs = [r['epoch'] for r in log]
+        for o, op in enumerate(space.PRIMITIVES):
+            ax.plot(epochs, w[:, o], marker='.', label=op)
+        ax.set_title(f'{name} (seed {runs[0]["seed"]})', fontsize=9)
+        ax.set_xlabel('epoch')
+    axes[0][0].set_ylabel(f'mean relaxed weight ({cell} cell)')
+    axes[0][-1].legend(fontsize=6, loc='best')
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, 'alphas.png'), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, runs in rows.items():
+        curves = [[r.get('hessian_eigenvalue', np.nan) for r in run['log']] for run in runs]
+        length = min(len(c) for c in curves)
+        mean = np.nanmean(np.array([c[:length] for c in curves], dtype=float), axis=0)
+        ax.plot(range(1, length + 1), mean, marker='o', label=name)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('dominant Hessian eigenvalue (val loss, α)')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, 'eigenvalue.png'), dpi=110)
+    plt.close(fig)
+
+
+def _command(args, overrides) -> int:
+    from jaxnas import cli
+    config = cli.load_config(args, overrides)
+    workdir = args.workdir or os.path.join('runs', f'{config.name}_compare')
+    validate(config)
+    search.enable_compilation_cache()
+    record = run_compare(config, workdir, progress=not args.no_progress)
+    with open(os.path.join(workdir, 'compare.md')) as f:
+        print(f.read())
+    print(f'table, CSV, JSON and plots in {workdir}')
+    return 0 if record['relaxations'] else 2
+
+
+def register(subparsers) -> None:
+    """``jaxnas compare``: relaxations x seeds on one space, data set and budget."""
+    from jaxnas import cli
+    p = subparsers.add_parser('compare', help='compare relaxations over seeds with one budget',
+                              description='Run every relaxation in config.compare.relaxations with every '
+                              'seed in config.compare.seeds and write a table and plots.')
+    cli.add_config_arguments(p, 'all six relaxations on the embedded digits (experiments/compare.py)')
+    p.set_defaults(run=_command)
