@@ -53,10 +53,14 @@ def apply_eval(net, variables, x, mix):
 
 
 @pytest.mark.parametrize('mode', nb201_net.MODES)
-def test_search_network_shapes(mode, batch):
-    net = nb201_net.NB201SearchNetwork(**TINY, mode=mode, partial_channels=2)
+def test_search_network_shapes(mode, dense_setup, batch):
+    net, variables = dense_setup
+    if mode == 'partial_channel':  # ops with C / K channels: variables of their own
+        net = net.clone(mode=mode, partial_channels=2)
+        variables = init_variables(net, 0, batch, {'cell': jnp.zeros((6, 5))}, train=False)
+    else:  # dense and single_path share the variables
+        net = net.clone(mode=mode)
     mix = {'cell': jax.nn.softmax(nb201.init_arch(jax.random.key(1))['cell'] * 1e3)}
-    variables = init_variables(net, 0, batch, mix, train=False)
     logits, new = apply_train(net, variables, batch, mix)
     assert logits.shape == (B, CLASSES) and bool(jnp.all(jnp.isfinite(logits)))
     assert jax.tree.structure(new['batch_stats']) == jax.tree.structure(variables['batch_stats'])
