@@ -2,10 +2,14 @@
 
     python benchmarks/bench_search.py                       # all configs, first and second order
     python benchmarks/bench_search.py --configs tiny --orders first --steps 5 --out bench.json
+    python benchmarks/bench_search.py --configs tiny,autodl --orders first \
+        --relaxations darts,gdas,snas,drnas,pcdarts,fairdarts   # every relaxation
 
 Configs: ``tiny`` (C=4, 5 cells, batch 16, 16x16x3), ``default`` (the digits default:
 C=8, 5 cells, batch 32, 8x8x1), ``paper`` (the DARTS CIFAR-10 search: C=16, 8 cells,
-batch 64, 32x32x3). Inputs are random arrays of those shapes (timing does not depend on
+batch 64, 32x32x3), ``autodl`` (AutoDL-Projects' DARTS-space search networks: C=16,
+6 cells, batch 64, 32x32x3). Each relaxation runs in its own execution mode (GDAS
+single-path, PC-DARTS partial-channel with k=4). Inputs are random arrays of those shapes (timing does not depend on
 the values), run through the same ``search.Searcher`` step as ``jaxnas search``
 (augmentation off). Each (config, order) runs in its own process so peak RSS is its own. One
 step = one architecture step on a validation batch + one weight step on a training
@@ -28,10 +32,11 @@ CONFIGS = {
     'tiny': dict(channels=4, layers=5, batch=16, size=16, in_channels=3),
     'default': dict(channels=8, layers=5, batch=32, size=8, in_channels=1),
     'paper': dict(channels=16, layers=8, batch=64, size=32, in_channels=3),
+    'autodl': dict(channels=16, layers=6, batch=64, size=32, in_channels=3),
 }
 
 
-def measure(config_name: str, order: str, steps: int) -> dict:
+def measure(config_name: str, order: str, relaxation: str, steps: int) -> dict:
     """Time the CLI's own step (``search.Searcher``) on a synthetic data set of the config's shape."""
     import jax
     import numpy as np
@@ -40,7 +45,8 @@ def measure(config_name: str, order: str, steps: int) -> dict:
     cfg = CONFIGS[config_name]
     config = config_lib.get_config()
     config_lib.apply_overrides(config, [('model.channels', cfg['channels']), ('model.layers', cfg['layers']),
-                                        ('data.batch_size', cfg['batch']), ('search.order', order)])
+                                        ('data.batch_size', cfg['batch']), ('search.order', order),
+                                        ('relaxation.name', relaxation)])
     rng = np.random.default_rng(0)
     n = 2 * cfg['batch']
     images = rng.normal(size=(n, cfg['size'], cfg['size'], cfg['in_channels'])).astype(np.float32)
@@ -72,7 +78,7 @@ def measure(config_name: str, order: str, steps: int) -> dict:
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
     return {
-        'config': config_name, 'order': order, **cfg,
+        'config': config_name, 'order': order, 'relaxation': relaxation, 'mode': searcher.mode, **cfg,
         'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params))),
         'init_s': round(init_s, 3), 'trace_s': round(trace_s, 3), 'compile_s': round(compile_s, 3),
         'trace_plus_compile_s': round(trace_s + compile_s, 3), 'first_call_s': round(first_call_s, 3),
@@ -101,11 +107,12 @@ def main(argv=None) -> int:
     parser.add_argument('--orders', default='first,second')
     parser.add_argument('--steps', type=int, default=5, help='timed steady-state steps (median reported)')
     parser.add_argument('--out', default=None, help='also write the JSON here')
-    parser.add_argument('--one', nargs=2, metavar=('CONFIG', 'ORDER'), help=argparse.SUPPRESS)
+    parser.add_argument('--relaxations', default='darts', help='comma-separated relaxation names')
+    parser.add_argument('--one', nargs=3, metavar=('CONFIG', 'ORDER', 'RELAXATION'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         import jaxnas  # noqa: F401  (sets the XLA:CPU flags before the backend starts)
-        print(json.dumps(measure(args.one[0], args.one[1], args.steps)))
+        print(json.dumps(measure(args.one[0], args.one[1], args.one[2], args.steps)))
         return 0
     configs, orders = args.configs.split(','), args.orders.split(',')
     for c in configs:
@@ -114,14 +121,16 @@ def main(argv=None) -> int:
     results = []
     for c in configs:
         for o in orders:
-            print(f'measuring {c} / {o} ...', file=sys.stderr, flush=True)
-            proc = subprocess.run([sys.executable, __file__, '--one', c, o, '--steps', str(args.steps)],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                results.append({'config': c, 'order': o, 'error': proc.stderr.strip().splitlines()[-1:]})
-            else:
-                results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            for r in args.relaxations.split(','):
+                print(f'measuring {c} / {o} / {r} ...', file=sys.stderr, flush=True)
+                proc = subprocess.run([sys.executable, __file__, '--one', c, o, r, '--steps', str(args.steps)],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    results.append({'config': c, 'order': o, 'relaxation': r,
+                                    'error': proc.stderr.strip().splitlines()[-1:]})
+                else:
+                    results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     import jaxnas  # noqa: F401
     doc = {'benchmark': 'bilevel search step', 'environment': environment(), 'results': results}
     text = json.dumps(doc, indent=2)
