@@ -16,7 +16,8 @@ Compile time (DESIGN.md §2): the ``N`` cells of a stage have identical shapes, 
 stage is one ``nn.scan`` over its cells (one cell body per stage). Inside a cell, the
 edges leaving one node share their input, so all 3x3 (1x1) convs of those edges run as
 one convolution with the targets' kernels concatenated on the output channels, and
-the average pool runs once per source node.
+the average pool runs once per source node. On XLA:CPU the cell convs are im2col
+matmuls (:func:`cell_conv`): a conv's backward inside the scan was ~25x slower.
 
 :class:`NB201SearchNetwork` execution modes (same variables for ``dense`` and
 ``single_path``):
@@ -326,8 +327,8 @@ class NB201SearchNetwork(nn.Module):
                                 f'{(nb201.NUM_EDGES, len(self.primitives))} (6 edges x {len(self.primitives)} ops)')
 
         def stage(i, C, h):
-            cells = _scan(SearchCell, self.N, self.unroll)(C, tuple(self.primitives), self.mode, K, train, name=f'stage_{i}')
-            return cells(h, cell_mix)[0]
+            cells = _scan(SearchCell, self.N, self.unroll)
+            return cells(C, tuple(self.primitives), self.mode, K, train, name=f'stage_{i}')(h, cell_mix)[0]
         return _macro(self, x, stage, train)
 
 
@@ -369,7 +370,7 @@ def xla_flops(fn, *args) -> float:
 _MAC_PRIMITIVES = ('conv_general_dilated', 'dot_general')
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _primitive_flops(primitive, avals, params) -> float:
     args = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
     return xla_flops(lambda *a: primitive.bind(*a, **dict(params)), *args)
@@ -443,8 +444,8 @@ def cost_info(genotype, num_classes: int = 10, image_size: int = 32, C: int = 16
     variables, forward = shapes_and_forward(NB201Network(genotype, C, N, num_classes))
     info = {
         'params': int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(variables['params']))),
-        'macs': int(round(conv_linear_macs(forward, variables, x))) + num_classes,
-        'xla_conv_macs': int(round(conv_linear_macs(forward, variables, x, count_padding=False))),
+        'macs': round(conv_linear_macs(forward, variables, x)) + num_classes,
+        'xla_conv_macs': round(conv_linear_macs(forward, variables, x, count_padding=False)),
     }
     if whole_program:
         variables, forward = shapes_and_forward(NB201Network(genotype, C, N, num_classes, unroll=True))

@@ -28,7 +28,6 @@ import contextlib
 import functools
 import io
 import os
-from typing import Optional
 
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import nb201
@@ -102,7 +101,7 @@ class NB201Benchmark:
         return {dataset: self.query(genotype, dataset, hp) for dataset in DATASETS}
 
 
-def _benchmark_dir(path: Optional[str]) -> str:
+def _benchmark_dir(path: str | None) -> str:
     if not path:
         raise TabularError(f'no NAS-Bench-201 benchmark path given; {_HOW}')
     path = os.path.abspath(os.path.expanduser(str(path)))
@@ -133,7 +132,7 @@ def _open(path: str) -> NB201Benchmark:
     return NB201Benchmark(api, path)
 
 
-def open_benchmark(path: Optional[str]) -> NB201Benchmark:
+def open_benchmark(path: str | None) -> NB201Benchmark:
     """Open the benchmark at ``path``: the ``NATS-tss-v1_0-3ffb9-simple`` folder, the folder
     holding it, or a ``NATS-tss-*.pickle.pbz2`` file (loaded whole). Cached per path."""
     return _open(_benchmark_dir(path))
@@ -144,7 +143,7 @@ def query(bench: NB201Benchmark, genotype, dataset: str = 'cifar10', hp: str = '
     return bench.query(genotype, dataset, hp)
 
 
-def score_genotype(path: Optional[str], genotype, hp: str = '200') -> dict:
+def score_genotype(path: str | None, genotype, hp: str = '200') -> dict:
     """Benchmark scores of a searched cell on the three data sets, for the end of a search.
 
     Returns ``{'arch', 'index', 'available': True, 'cifar10': {...}, 'cifar100': {...},

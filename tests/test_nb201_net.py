@@ -13,7 +13,7 @@ from jaxnas.ops import init_variables
 from jaxnas.spaces import nb201
 
 B, H, CLASSES = 2, 8, 3
-TINY = dict(C=4, N=1, num_classes=CLASSES)
+TINY = {'C': 4, 'N': 1, 'num_classes': CLASSES}
 
 # NATS-Bench tss records (tests/data/nats_bench_fake/README.md): params, FLOPs (= multiply-adds)
 # of the evaluation network (C=16, N=5) per data set: (classes, image size) -> (params, MACs).
@@ -116,9 +116,9 @@ def test_single_path_straight_through_gradient_reaches_every_logit(dense_setup, 
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(mode='both'), 'unknown execution mode'),
-    (dict(mode='partial_channel', partial_channels=3), 'positive divisor'),
-    (dict(primitives=('none', 'sep_conv_3x3')), 'cannot build op'),
+    ({'mode': 'both'}, 'unknown execution mode'),
+    ({'mode': 'partial_channel', 'partial_channels': 3}, 'positive divisor'),
+    ({'primitives': ('none', 'sep_conv_3x3')}, 'cannot build op'),
 ])
 def test_search_network_errors(kwargs, message, batch):
     net = nb201_net.NB201SearchNetwork(**{**TINY, **kwargs})
@@ -136,7 +136,7 @@ def test_search_network_rejects_bad_mix(dense_setup, batch):
 def test_evaluation_network_tiny(batch):
     net = nb201_net.NB201Network(11, **TINY)
     variables = init_variables(net, 0, batch, train=False)
-    out, new = jax.jit(functools.partial(net.apply, train=True, mutable=['batch_stats']))(variables, batch)
+    out, _ = jax.jit(functools.partial(net.apply, train=True, mutable=['batch_stats']))(variables, batch)
     assert out.shape == (B, CLASSES) and bool(jnp.all(jnp.isfinite(out)))
     # only the chosen ops hold weights: 3 nor_conv_3x3 edges, from nodes 0 (x2) and 1 (x1)
     cell = variables['params']['stage_0']

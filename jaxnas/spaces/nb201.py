@@ -176,7 +176,7 @@ def _decode(code: int) -> Genotype:
     return Genotype(*reversed(ops))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _order() -> tuple:
     """``(codes, indexes)``: the enumeration code of each benchmark index, and its inverse."""
     codes = list(range(NUM_ARCHS))
