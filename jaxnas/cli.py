@@ -17,7 +17,6 @@ from jaxnas.errors import JaxnasError
 
 COMMAND_MODULES = (
     'jaxnas.search',
-    'jaxnas.compare',
     'jaxnas.discrete',
     'jaxnas.retrain',
     'jaxnas.pipeline',

@@ -464,8 +464,8 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     for epoch in range(start, last):
         t0 = time.time()
         history = []
+        compiled_before = trainer.compile_s is not None
         for i, (x, y) in enumerate(trainer.epoch_batches(epoch)):
-            ts = time.perf_counter()
             state, m = trainer.step(state, x, y)
             history.append(m)
             if i % 5 == 0 or i == spe - 1:
@@ -473,9 +473,9 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
                 bar.set_postfix_str(f"{label} epoch {epoch + 1}/{epochs} loss {np.mean(m['loss']):.3f} "
                                     f"acc {np.mean(m['acc']):.2f}")
             bar.update(1)
-            if i > 0:
-                step_times.append(time.perf_counter() - ts)
-        history = jax.device_get(history)
+        history = jax.device_get(history)  # waits for the epoch's last step
+        if compiled_before:  # an epoch without the compile: its mean step time
+            step_times.append((time.time() - t0) / len(history))
         record = {'epoch': epoch + 1, 'step': int(state.step[0]), 'lr': float(trainer.schedule(epoch * spe)),
                   'drop_prob': float(history[0]['drop_prob'][0]),
                   'train_loss': np.mean([h['loss'] for h in history], 0).tolist(),

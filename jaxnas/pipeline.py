@@ -1,0 +1,176 @@
+"""``jaxnas run``: search -> derive -> retrain the NAS network and a width-matched manual
+baseline over several seeds -> score -> report.
+
+The experiment of the seed paper (Mondal & Patil, IJRAET 13(1), 2024: NAS-optimised vs
+manually designed models on accuracy, precision, recall, F1 and efficiency), run under
+the DARTS protocol (Liu et al., ICLR 2019): the search's genotype is trained from scratch
+(:mod:`jaxnas.retrain`), and so is a hand-designed ResNet (:mod:`jaxnas.baseline`) whose
+widths are chosen to match the NAS network's parameter count, with the same protocol,
+budget and seeds; both are scored on the held-out test split.
+
+Stages and their outputs in ``workdir``, each skipped when its output is complete, so an
+interrupted run resumes where it stopped (and each training stage resumes from its own
+orbax checkpoint):
+
+- ``search/`` (:func:`jaxnas.search.run_search`; ``pipeline.search_epochs`` > 0 shortens
+  it) -- skipped with ``--genotype``;
+- ``genotype.txt`` (the derived cell);
+- ``nas/`` and ``manual/`` (:func:`jaxnas.retrain.fit`: ``scores.json``,
+  ``scores_seed<k>.json``, checkpoints, logs);
+- ``report.md``, ``report.json``, ``comparison.png``, ``cell_normal.png``,
+  ``cell_reduce.png`` (:mod:`jaxnas.report`); ``timings.json``.
+
+Everything the user gave is checked before anything is written: a bad genotype or a
+missing search directory ends with one line and exit status 2, and a work directory
+holding a run with a different config is refused, never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+from jaxnas import baseline, config as config_lib, report, retrain, search
+from jaxnas.errors import JaxnasError
+
+
+class PipelineError(JaxnasError):
+    """A pipeline request that cannot run (one line)."""
+
+
+def validate(config) -> None:
+    config_lib.validate(config)
+    retrain.validate(config)
+    p = config.pipeline
+    if p.num_seeds < 1:
+        raise PipelineError(f'bad config value pipeline.num_seeds={p.num_seeds!r}: must be >= 1')
+    if p.search_epochs < 0:
+        raise PipelineError(f'bad config value pipeline.search_epochs={p.search_epochs!r}: must be >= 0 '
+                            '(0: search.epochs)')
+
+
+def search_config(config):
+    """The config of the pipeline's search stage (``search.epochs`` from the pipeline)."""
+    c = config.copy_and_resolve_references()
+    if config.pipeline.search_epochs:
+        c.search.epochs = int(config.pipeline.search_epochs)
+    return c
+
+
+def _claim(workdir: str, config, genotype_spec: Optional[str]) -> None:
+    identity = {'config': json.loads(config.to_json_best_effort(sort_keys=True)), 'genotype': genotype_spec}
+    path = os.path.join(workdir, 'pipeline.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            if json.load(f) != json.loads(json.dumps(identity)):
+                raise PipelineError(f'{workdir} holds a pipeline run with a different config or genotype; pass a '
+                                    'new --workdir (or the same arguments to resume that run)')
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(identity, f, indent=2)
+
+
+def _timings(workdir: str, stage: str, seconds: Optional[float] = None) -> dict:
+    path = os.path.join(workdir, 'timings.json')
+    timings = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            timings = json.load(f)
+    if seconds is not None:
+        timings[stage] = timings.get(stage, 0.0) + seconds
+        with open(path, 'w') as f:
+            json.dump(timings, f, indent=2)
+    return timings
+
+
+def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, progress: bool = True) -> dict:
+    """Run (or resume) the whole pipeline into ``workdir``; returns ``report.json``'s dict."""
+    validate(config)
+    genotype = retrain.resolve_genotype(genotype_spec) if genotype_spec else None  # fail before writing
+    _claim(workdir, config, genotype_spec)
+    report_path = os.path.join(workdir, 'report.json')
+    if os.path.exists(report_path):
+        with open(report_path) as f:
+            return json.load(f)
+    say = print if progress else (lambda *a, **k: None)
+
+    # ---- search -------------------------------------------------------------------------
+    if genotype is None:
+        search_dir = os.path.join(workdir, 'search')
+        if not os.path.exists(os.path.join(search_dir, 'genotype.txt')):
+            say(f'[jaxnas run] search -> {search_dir}')
+            t0 = time.time()
+            summary = search.run_search(search_config(config), search_dir, progress=progress)
+            _timings(workdir, 'search', time.time() - t0)
+            if not summary['complete']:
+                raise PipelineError(f'the search in {search_dir} did not finish; rerun to resume it')
+        genotype = retrain.resolve_genotype(search_dir)
+
+    # ---- derive -------------------------------------------------------------------------
+    with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
+        f.write(str(genotype) + '\n')
+    say(f'[jaxnas run] genotype: {genotype}')
+
+    # ---- retrain NAS and manual networks ------------------------------------------------
+    data = retrain.load_data(config, 'test')
+    seeds = [config.seed + k for k in range(config.pipeline.num_seeds)]
+    nas_net = retrain.build_network(genotype, config, data.num_classes)
+    say(f'[jaxnas run] retrain the NAS network ({len(seeds)} seeds) -> {workdir}/nas')
+    t0 = time.time()
+    nas = retrain.fit(nas_net, config, data, seeds, os.path.join(workdir, 'nas'), progress=progress,
+                      description={'model': 'nas', 'network': type(nas_net).__name__, 'genotype': str(genotype),
+                                   'channels': config.retrain.channels, 'layers': config.retrain.layers})
+    _timings(workdir, 'retrain_nas', time.time() - t0)
+    target = nas['cost']['params']
+    manual_net, info = baseline.make_baseline(target, blocks=config.baseline.blocks,
+                                              in_channels=data.train_x.shape[-1], num_classes=data.num_classes,
+                                              tolerance=config.baseline.tolerance)
+    say(f"[jaxnas run] retrain the manual ResNet (widths {info['widths']}, {info['params']} params vs NAS "
+        f"{target}) -> {workdir}/manual")
+    t0 = time.time()
+    manual = retrain.fit(manual_net, config, data, seeds, os.path.join(workdir, 'manual'), progress=progress,
+                         description={'model': 'manual', 'network': 'ResNet', **info})
+    _timings(workdir, 'retrain_manual', time.time() - t0)
+
+    # ---- report -------------------------------------------------------------------------
+    meta = {'data': config.data.name, 'seeds': seeds, 'timings': _timings(workdir, ''),
+            'search_epochs': search_config(config).search.epochs if not genotype_spec else None,
+            'genotype_source': genotype_spec or os.path.join(workdir, 'search'),
+            'notes': [f"The manual ResNet's widths were chosen to match the NAS network's "
+                      f"{target} parameters ({100 * info['relative_difference']:+.2f}%); both trained with "
+                      f"config.retrain ({config.retrain.epochs} epochs) on the same seeds."]}
+    nas.pop('state', None)
+    manual.pop('state', None)
+    out = report.write_report(workdir, genotype, {'NAS (DARTS cell)': nas, 'Manual (ResNet)': manual}, meta)
+    say(f'[jaxnas run] report: {workdir}/report.md')
+    return out
+
+
+def _command(args, overrides) -> int:
+    from jaxnas import cli
+    config = cli.load_config(args, overrides)
+    validate(config)
+    workdir = args.workdir or os.path.join('runs', f'{config.name}_pipeline')
+    search.enable_compilation_cache()
+    t0 = time.time()
+    out = run_pipeline(config, workdir, genotype_spec=args.genotype, progress=not args.no_progress)
+    with open(os.path.join(workdir, 'report.md')) as f:
+        print(f.read())
+    print(f'[jaxnas run] done in {time.time() - t0:.0f} s (this call); outputs in {workdir}')
+    del out
+    return 0
+
+
+def register(subparsers) -> None:
+    """``jaxnas run``: the whole pipeline, search to report."""
+    from jaxnas import cli
+    p = subparsers.add_parser('run', help='search, retrain NAS and manual networks over seeds, report',
+                              description='Search -> derive -> retrain the NAS network and a parameter-matched '
+                              'ResNet over several seeds -> score on the test split -> Markdown/PNG report.')
+    cli.add_config_arguments(p, 'DARTS on the embedded digits, 3 seeds')
+    p.add_argument('--genotype', default=None,
+                   help='skip the search and use this genotype (published name, Genotype(...) text, '
+                        'NAS-Bench-201 string, .json/.txt file, or a search output directory)')
+    p.set_defaults(run=_command)
