@@ -10,7 +10,7 @@ from jaxnas import cli, compare, config as config_lib
 
 
 def _config():
-    c = make_tiny_config(**{'search.epochs': 1, 'search.hessian_iters': 2})
+    c = make_tiny_config(**{'search.epochs': 1, 'search.hessian_every': 1, 'search.hessian_iters': 2})
     c.compare.relaxations = ('darts', 'gdas')
     c.compare.seeds = (0, 1)
     return c

@@ -121,3 +121,24 @@ def test_cli_unprepared_tfds_data_set(tmp_path, capsys):
     assert 'not prepared' in err and 'tfds build cifar10' in err
     assert err.count('\n') == 1
     assert not os.path.exists(workdir)
+
+
+def test_nb201_search_with_single_path_gdas_and_tabular_scores(tmp_path):
+    from jaxnas.spaces import nb201
+    fixture = os.path.join(ROOT, 'tests', 'data', 'nats_bench_fake', 'NATS-tss-v1_0-3ffb9-simple')
+    config = make_tiny_config(**{'space': 'nb201', 'model.channels': 4, 'model.cells_per_stage': 1,
+                                 'relaxation.name': 'gdas', 'search.epochs': 1, 'tabular.path': fixture})
+    workdir = str(tmp_path / 'nb201')
+    summary = search.run_search(config, workdir, progress=False)
+    assert summary['complete'] and summary['space'] == 'nb201' and summary['mode'] == 'single_path'
+    with open(os.path.join(workdir, 'genotype.txt')) as f:
+        g = nb201.from_text(f.read().strip())
+    assert str(g) == summary['genotype']
+    tab = summary['tabular']
+    assert tab['index'] == nb201.to_index(g)
+    # the fixture holds 3 of the 15,625 records: either scores or a message naming the gap
+    assert ('cifar10' in tab and 0 < tab['cifar10']['test_acc'] <= 100) or 'no 200-epoch' in tab['error']
+    with open(os.path.join(workdir, 'log.jsonl')) as f:
+        record = json.loads(f.readline())
+    assert record['skip_connect_normal'] == g.count(('skip_connect',))
+    assert 0 <= record['entropy'] <= np.log(len(nb201.PRIMITIVES)) + 1e-6
