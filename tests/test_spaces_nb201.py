@@ -121,3 +121,13 @@ def test_init_arch_and_sample():
     g1, g2 = nb201.sample(jax.random.key(1)), nb201.sample(jax.random.key(1))
     assert g1 == g2 and isinstance(g1, nb201.Genotype)
     assert len({nb201.sample(jax.random.key(i)) for i in range(20)}) > 10
+
+
+def test_derive_with_fairdarts_threshold():
+    w = np.full((6, 5), 0.1)
+    w[:, 3] = 0.9          # nor_conv_3x3 clears the threshold on every edge ...
+    w[2, 3] = 0.5          # ... except edge 2, which falls back to `none`
+    w[:, 0] = 0.95         # the `none` weight itself never wins under the threshold rule
+    g = nb201.derive({'cell': w}, threshold=0.85)
+    assert g.ops[2] == 'none' and all(op == 'nor_conv_3x3' for i, op in enumerate(g.ops) if i != 2)
+    assert nb201.derive({'cell': w}).ops == ('none',) * 6

@@ -212,14 +212,25 @@ def sample(key: jax.Array) -> Genotype:
     return Genotype(*(PRIMITIVES[int(i)] for i in ops))
 
 
-def derive(weights: dict, primitives: Sequence[str] = PRIMITIVES) -> Genotype:
+def derive(weights: dict, primitives: Sequence[str] = PRIMITIVES, threshold: float | None = None) -> Genotype:
     """The genotype of relaxed weights ``{'cell': (6, len(primitives))}``: on each edge the
     op of largest weight over all ops, `none` included, as the NAS-Bench-201 paper's
-    DARTS/GDAS baselines (ties: lowest index)."""
+    DARTS/GDAS baselines (ties: lowest index).
+
+    With ``threshold`` (FairDARTS, Chu et al. 2020: independent sigmoid weights), an edge
+    takes its best non-`none` op only if that op's weight reaches the threshold, and
+    `none` otherwise.
+    """
     w = np.asarray(weights['cell'] if isinstance(weights, dict) else weights)
     if w.shape != (NUM_EDGES, len(primitives)):
         raise GenotypeError(f'cell weights have shape {w.shape}, expected {(NUM_EDGES, len(primitives))}')
-    return make_genotype([primitives[int(i)] for i in np.argmax(w, axis=1)])
+    if threshold is None or 'none' not in primitives:
+        return make_genotype([primitives[int(i)] for i in np.argmax(w, axis=1)])
+    none = list(primitives).index('none')
+    masked = w.astype(np.float64).copy()
+    masked[:, none] = -np.inf
+    best = np.argmax(masked, axis=1)
+    return make_genotype([primitives[int(b)] if masked[e, b] >= threshold else 'none' for e, b in enumerate(best)])
 
 
 def resolve(spec) -> Genotype:
