@@ -133,3 +133,17 @@ def test_cli_retrain_smoke(tmp_path, capsys):
     assert summary['complete'] and len(summary['scores']) == 2
     assert summary['description']['genotype'] == str(darts.PUBLISHED['DARTS_V2'])
     assert os.path.exists(os.path.join(workdir, 'scores_seed1.json'))
+
+
+def test_nb201_genotype_dispatches_to_its_network():
+    nb201 = pytest.importorskip('jaxnas.spaces.nb201')
+    pytest.importorskip('jaxnas.nb201_net')
+    g = retrain.resolve_genotype('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|'
+                                 'nor_conv_3x3~1|skip_connect~2|')
+    assert isinstance(g, nb201.Genotype)
+    net = retrain.build_network(g, tiny_config(**{'retrain.channels': 4, 'retrain.cells_per_stage': 1}), 10)
+    x = jnp.zeros((2, 8, 8, 1))
+    v = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=True), x)
+    (logits, aux), _ = jax.eval_shape(
+        lambda v, x: net.apply(v, x, train=True, drop_prob=0.1, mutable=['batch_stats']), v, x)
+    assert logits.shape == (2, 10) and aux is None
