@@ -71,7 +71,7 @@ def _no_penalty(logits):
     return jnp.zeros((), jnp.float32)
 
 
-def _cells(logits, shapes_of=None):
+def _cells(logits):
     """The per-cell op logits (extra method parameters such as ``beta`` excluded)."""
     return {k: v for k, v in logits.items() if not k.endswith('_beta')}
 

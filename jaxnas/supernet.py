@@ -268,7 +268,7 @@ def _single_op(name, prims, params, stride, train, out_shape, per_target_pool):
         spec = specs[o]
         second = [i for i, sp in enumerate(specs) if sp.blocks == 2]
 
-        def block(h, block_specs, pos, tag, s_, n, s, st, blk_stride, dilation):
+        def block(h, block_specs, pos, tag, n, s, st, blk_stride, dilation):
             k = block_specs[pos].k
             group = [i for i, sp in enumerate(block_specs) if sp.k == k]
             P = params['convs']
@@ -278,10 +278,10 @@ def _single_op(name, prims, params, stride, train, out_shape, per_target_pool):
             return _batch_norm_slice(y, st, ('convs', f'{tag}_bn'), (pos, n, s), train)
 
         def branch(xe, n, s, st):
-            y, st = block(xe, specs, o, 'block1', None, n, s, st, stride, spec.dilation)
+            y, st = block(xe, specs, o, 'block1', n, s, st, stride, spec.dilation)
             if spec.blocks == 2:
                 specs2 = [ops.ConvSpec(specs[i].k, 1, 1) for i in second]
-                y, st = block(y, specs2, second.index(o), 'block2', None, n, s, st, 1, 1)
+                y, st = block(y, specs2, second.index(o), 'block2', n, s, st, 1, 1)
             return y, st
         return branch
 
