@@ -85,10 +85,10 @@ def base_config() -> ml_collections.ConfigDict:
     # where the value is noted; digits-sized network and budget for a 2-core CPU.
     c.retrain = ml_collections.ConfigDict()
     c.retrain.network = 'cifar'            # cifar | imagenet (DARTS evaluation network)
-    c.retrain.channels = 16                # DARTS CIFAR: 36 (ImageNet: 48); NB201: C
+    c.retrain.channels = 8                 # DARTS CIFAR: 36 (ImageNet: 48); NB201: C
     c.retrain.layers = 5                   # DARTS CIFAR: 20 (ImageNet: 14)
     c.retrain.cells_per_stage = 5          # NAS-Bench-201 networks only: N
-    c.retrain.epochs = 20                  # DARTS: 600
+    c.retrain.epochs = 10                  # DARTS: 600
     c.retrain.batch_size = 64              # DARTS: 96
     c.retrain.eval_batch_size = 512
     c.retrain.lr = 0.025
@@ -117,7 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
     # `jaxnas run` (jaxnas.pipeline): search -> derive -> retrain NAS and baseline -> report.
     c.pipeline = ml_collections.ConfigDict()
     c.pipeline.num_seeds = 3
-    c.pipeline.search_epochs = 5           # the pipeline's search epochs (0: search.epochs, 10)
+    c.pipeline.search_epochs = 4           # the pipeline's search epochs (0: search.epochs, 10)
     return c
 
 
