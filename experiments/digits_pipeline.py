@@ -4,11 +4,11 @@ ResNet over 3 seeds -> report (the default of `jaxnas run`, spelled out).
     jaxnas run --config experiments/digits_pipeline.py --workdir runs/digits_pipeline
     jaxnas run --config experiments/digits_pipeline.py:full     # the full 10-epoch search
 
-Search: the default digits supernet (C=8, 5 cells), first order, 5 epochs (half of
+Search: the default digits supernet (C=8, 5 cells), first order, 4 epochs (of
 `jaxnas search`'s 10, to fit the pipeline in about 10 minutes on a 2-core CPU).
 Retraining: DARTS protocol (SGD 0.025 cosine, momentum 0.9, wd 3e-4, clip 5, drop path
-0.2 ramped, auxiliary weight 0.4) on a digits-sized evaluation network (C=16, 5 cells),
-20 epochs, batch 64, no cutout (8x8 images).
+0.2 ramped, auxiliary weight 0.4) on a digits-sized evaluation network (C=8, 5 cells),
+10 epochs, batch 64, no cutout (8x8 images).
 """
 from jaxnas.config import base_config
 
@@ -17,7 +17,7 @@ def get_config(arg=None):
     c = base_config()
     c.name = 'digits_pipeline'
     c.pipeline.num_seeds = 3
-    c.pipeline.search_epochs = 5
+    c.pipeline.search_epochs = 4
     if arg == 'full':
         c.name = 'digits_pipeline_full'
         c.pipeline.search_epochs = 0
