@@ -17,6 +17,7 @@ from jaxnas.errors import JaxnasError
 
 COMMAND_MODULES = (
     'jaxnas.search',
+    'jaxnas.compare',
     'jaxnas.discrete',
     'jaxnas.retrain',
     'jaxnas.pipeline',
