@@ -7,10 +7,21 @@
 
 The argument is a comma-separated list of: a fitness mode (short_training, the default,
 or weight_sharing), ``hparams`` (search learning rate and weight decay with the cell;
-short training only), ``tiny`` (a 2-channel, 3-cell network on 120 digits).
-The short-training default searches the cell with 60 SGD steps per candidate, 4
-candidates trained at once under vmap; weight sharing trains the supernet once with
-uniformly random single paths (Li & Talwalkar 2019), then scores every candidate with it.
+short training only), ``dense`` (short training and weight-sharing scoring in the dense
+execution mode, candidates vmapped in groups of ``batch_size``: the slow comparison),
+``tiny`` (a 2-channel, 3-cell network on 120 digits, for tests).
+
+Budget (2-core CPU, the search network of the gradient search: C=8, 5 cells):
+
+- short training: 32 candidates, each trained from scratch for 30 SGD steps at batch 32
+  in the single-path execution mode (only the chosen op of each edge runs), one
+  candidate per call of one compiled program. About 3 s a candidate on an idle machine
+  plus one compile (~3 min cold, ~1 min from the persistent compilation cache that the
+  three searchers share).
+- weight sharing: one supernet trained for 10 epochs with uniformly random single paths
+  (Li & Talwalkar 2019), cached in ``runs/supernets/`` and reused by all three
+  searchers; then 200 candidates, each scored by a single-path forward pass on the
+  arch-val split.
 """
 from jaxnas.config import base_config
 
@@ -22,18 +33,30 @@ def get_config(arg=None):
     c = base_config()
     c.name = 'digits_discrete'
     d = c.discrete
-    d.max_evaluations = 48
+    d.max_evaluations = 32
     d.batch_size = 4
     d.evolution.population_size = 12
     d.evolution.sample_size = 4
+    d.short_training.steps = 30
+    # Fields of this study (jaxnas.fitness reads them with these defaults when absent).
+    d.short_training.execution = 'single_path'   # single_path: one candidate per call | dense: vmapped groups
+    d.short_training.seeds = 1                   # > 1: initialisations per candidate, vmapped, metrics averaged
+    d.weight_sharing.execution = 'single_path'
+    d.weight_sharing.cache_dir = ''              # '' : supernets/ beside the workdir, shared by the searchers
     for p in parts:
         if p in FITNESS:
             d.fitness.mode = p
             c.name += f'_{p}'
+            if p == 'weight_sharing' and 'tiny' not in parts:
+                d.max_evaluations = 200
         elif p == 'hparams':
             d.hparams.lr = (0.025, 0.05, 0.1)
             d.hparams.weight_decay = (0.0, 3e-4, 3e-3)
             c.name += '_hparams'
+        elif p == 'dense':
+            d.short_training.execution = 'dense'
+            d.weight_sharing.execution = 'dense'
+            c.name += '_dense'
         elif p == 'tiny':
             c.name += '_tiny'
             c.model.channels = 2
@@ -49,7 +72,7 @@ def get_config(arg=None):
             d.short_training.batch_size = 8
             d.weight_sharing.epochs = 1
         else:
-            raise ValueError(f'unknown digits_discrete variant {p!r}; use {", ".join(FITNESS)}, hparams, tiny')
+            raise ValueError(f'unknown digits_discrete variant {p!r}; use {", ".join(FITNESS)}, hparams, dense, tiny')
     return c
 
 

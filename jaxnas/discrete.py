@@ -124,6 +124,16 @@ def _genotype_json(g) -> dict:
     return g.to_json()
 
 
+def _steady_rate(history: list) -> Optional[float]:
+    """Evaluations per minute after the first round (which holds the compile), or None."""
+    later = [h for h in history if h['round'] > 0]
+    first = [h['elapsed_s'] for h in history if h['round'] == 0]
+    if not later or not first:
+        return None
+    span = later[-1]['elapsed_s'] - max(first)
+    return 60.0 * len(later) / span if span > 0 else None
+
+
 def plot_history(history: list, path: str, title: str = '') -> None:
     """Best-so-far fitness against evaluations and against wall time (PNG)."""
     import matplotlib
@@ -169,7 +179,9 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
         with open(config_path, 'w') as f:
             f.write(config_json)
 
+    t_setup = time.time()
     fitness = fitness or fitness_lib.make_fitness(config, space, dataset=dataset, workdir=workdir)
+    setup_s = time.time() - t_setup   # e.g. training (or loading) the weight-sharing supernet
     objective = fitness_lib.make_objective(d.fitness.objective, d.fitness.metric, d.fitness.cost,
                                            d.fitness.cost_weight, d.fitness.cost_target, fitness.metrics)
     key = jax.random.PRNGKey(config.seed)
@@ -249,6 +261,8 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
         'evaluations': evaluations, 'rounds': rnd, 'stop': reason, 'complete': reason is not None,
         'best_fitness': best if np.isfinite(best) else None, 'wall_time_s': wall,
         'evaluations_per_minute': 60.0 * evaluations / wall if wall > 0 else None,
+        'evaluations_per_minute_after_first_round': _steady_rate(history),
+        'fitness_setup_s_this_call': setup_s,
         'space_size': space.cardinality(),
     }
     if best_line is not None:

@@ -11,23 +11,39 @@ Modes (:data:`FITNESS_MODES`):
 - ``short_training``: train each candidate from scratch for a few SGD steps on the
   weight-train split and score it on the arch-val split (the proxy of Real et al. 2019
   and Zoph & Le 2017, much shortened). The candidate network is the search network of
-  :mod:`jaxnas.supernet` with the candidate's one-hot mix as its input (only the chosen
-  op of each chosen edge computes the output and gets gradients), so every candidate of
-  one width and depth has the same parameter shapes: one compiled program trains and
-  scores ``batch_size`` candidates at once under ``vmap`` (architectures and the learning
-  rate / weight decay are inputs), and it is compiled once per (width, cells) shape.
+  :mod:`jaxnas.supernet` with the candidate's one-hot mix as its input, so every
+  candidate of one width and depth has the same parameter shapes and one compiled
+  program (per (width, cells) shape) trains them all; the genotype, learning rate and
+  weight decay are its inputs. ``short_training.execution`` chooses how:
+
+  - ``single_path`` (default): the network runs only the chosen op of each edge
+    (``lax.switch``), one candidate per call. Candidates are *not* vmapped: under
+    ``vmap`` a switch with a batched index becomes a select that runs every branch.
+  - ``dense``: every op of every edge runs, weighted by the one-hot mix, and
+    ``discrete.batch_size`` candidates train at once under ``vmap`` (kept for
+    comparison: see ``benchmarks/discrete_speed.py``).
+
+  ``short_training.seeds`` > 1 trains each candidate from that many initialisations and
+  minibatch orders at once under ``vmap`` (the genotype is shared, so the switch index
+  is not batched and stays a switch) and reports the mean metrics (``val_acc_std``
+  too): the vmap that truly batches same-shaped work. A candidate seen before is not
+  trained again (the fitness is deterministic).
 - ``weight_sharing``: random search with weight sharing (Li & Talwalkar 2019): train
   one supernet (``jaxnas search`` with the ``weight_sharing.relaxation``, by default
-  uniformly random single paths), then rank candidates by the supernet's arch-val
-  accuracy under each candidate's one-hot mix, without any training per candidate.
+  uniformly random single paths) once, cached by its config and reused by later runs
+  (:func:`supernet_dir`), then rank candidates by the supernet's arch-val accuracy under
+  each candidate's one-hot mix (single-path forward, ``weight_sharing.execution``),
+  without any training per candidate.
 - ``tabular``: NAS-Bench-201 / NATS-Bench cells looked up through :mod:`jaxnas.tabular`
   (the official ``nats_bench`` API). Cells the benchmark file lacks get NaN fitness.
 """
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
+import time
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -164,6 +180,17 @@ def _require_darts(config, mode):
 # ----------------------------------------------------------------------------- short training
 
 SHORT_TRAINING_HPARAMS = ('lr', 'weight_decay', 'channels', 'layers')
+EXECUTIONS = ('single_path', 'dense')
+
+
+def _option(section, name, default):
+    """``section.name``, or ``default`` for configs written before the field existed."""
+    return section[name] if name in section else default
+
+
+def _check_execution(value, field):
+    if value not in EXECUTIONS:
+        raise FitnessError(f"bad config value discrete.{field}={value!r}: choose one of {', '.join(EXECUTIONS)}")
 
 
 def make_short_training(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
@@ -177,27 +204,38 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
                            "choose supernet or evalnet")
     from jaxnas.supernet import SearchNetwork
     _require_darts(config, 'short_training')
+    execution = _option(st, 'execution', 'single_path')
+    _check_execution(execution, 'short_training.execution')
+    seeds = _option(st, 'seeds', 1)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise FitnessError(f'bad config value discrete.short_training.seeds={seeds!r}: must be an integer >= 1')
     m = config.model
     data = _load_data(config, dataset)
     if len(data.train_x) < st.batch_size:
         raise FitnessError(f'discrete.short_training.batch_size={st.batch_size} is larger than the weight-train '
                            f'split ({len(data.train_x)} examples)')
-    group = config.discrete.batch_size
+    group = config.discrete.batch_size if execution == 'dense' else 1
     steps = st.steps
-    order = np.random.default_rng((config.seed, 7)).permutation(
-        np.resize(np.arange(len(data.train_x)), steps * st.batch_size))
-    train_idx = jnp.asarray(order.reshape(steps, st.batch_size))
+    # One minibatch order per seed; seed 0 keeps the order of a single-seed run.
+    orders = [np.random.default_rng((config.seed, 7) if r == 0 else (config.seed, 7, r)).permutation(
+        np.resize(np.arange(len(data.train_x)), steps * st.batch_size)).reshape(steps, st.batch_size)
+        for r in range(seeds)]
+    train_idx = jnp.asarray(np.stack(orders))
     train_x, train_y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
     val = _padded(data.val_x, data.val_y, st.eval_examples, config.data.eval_batch_size)
     val = tuple(jnp.asarray(v) for v in val)
     programs = {}
+    memo = {}
+    timings = []   # trace and compile seconds of each program built
 
     def build(channels, layers):
-        net = SearchNetwork(channels, data.num_classes, layers, m.stem_multiplier)
+        net = SearchNetwork(channels, data.num_classes, layers, m.stem_multiplier, mode=execution)
         mix0 = {k: jnp.asarray(v) for k, v in one_hot_mix(darts.sample(jax.random.PRNGKey(0))).items()}
-        variables = ops.init_variables(net, config.seed, jnp.zeros((2,) + data.train_x.shape[1:]), mix0, train=True)
+        sample = jnp.zeros((2,) + data.train_x.shape[1:])
+        inits = [ops.init_variables(net, config.seed + r, sample, mix0, train=True) for r in range(seeds)]
+        variables = jax.tree.map(lambda *v: jnp.stack(v), *inits)
 
-        def train_one(mix, lr, wd):
+        def train_one(variables, idx_steps, mix, lr, wd):
             def tx(t):
                 return lr * 0.5 * (1 + jnp.cos(jnp.pi * t / steps))
             opt = optax.chain(optax.clip_by_global_norm(st.grad_clip), optax.add_decayed_weights(wd),
@@ -214,40 +252,71 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
                 updates, o = opt.update(g, o, p)
                 return (optax.apply_updates(p, updates), s, o), value
 
-            (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt.init(params)), train_idx)
+            (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt.init(params)), idx_steps)
             val_loss, val_acc, preds = _scored(net, {'params': params, 'batch_stats': stats}, mix, *val, False)
             return {'val_loss': val_loss, 'val_acc': val_acc, 'train_loss': jnp.mean(losses[-5:]), 'preds': preds}
 
-        return jax.jit(jax.vmap(train_one))
+        # Seeds of one candidate share its genotype: the mix (and so every switch index
+        # of the single-path network) is not batched, and the switches stay switches.
+        per_seed = jax.vmap(train_one, in_axes=(0, 0, None, None, None))
+        mix_shape = {k: jax.ShapeDtypeStruct(v.shape, jnp.float32) for k, v in mix0.items()}
+        scalar = jax.ShapeDtypeStruct((), jnp.float32)
+        if execution == 'dense':   # a group of candidates at once: every op of every edge runs anyway
+            fn = jax.vmap(per_seed, in_axes=(None, None, 0, 0, 0))
+            mix_shape, scalar = jax.tree.map(lambda s: jax.ShapeDtypeStruct((group,) + s.shape, s.dtype),
+                                             (mix_shape, scalar))
+        else:                      # one candidate per call, one compiled program for all of them
+            fn = lambda v, i, mix, lr, wd: jax.tree.map(lambda a: a[None], per_seed(v, i, mix, lr, wd))
+        t0 = time.perf_counter()
+        lowered = jax.jit(fn).lower(variables, train_idx, mix_shape, scalar, scalar)
+        t1 = time.perf_counter()
+        program = lowered.compile()
+        timings.append({'channels': channels, 'layers': layers, 'execution': execution, 'group': group,
+                        'seeds': seeds, 'trace_s': t1 - t0, 'compile_s': time.perf_counter() - t1})
+        return lambda mixes, lr, wd: program(variables, train_idx, mixes, lr, wd)
+
+    def run_chunk(key, cs):
+        channels, layers = key
+        if key not in programs:
+            programs[key] = build(channels, layers)
+        mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in cs]).items()}
+        lr = jnp.asarray([float(c.hparams.get('lr', st.lr)) for c in cs], jnp.float32)
+        wd = jnp.asarray([float(c.hparams.get('weight_decay', st.weight_decay)) for c in cs], jnp.float32)
+        if execution != 'dense':
+            mixes, lr, wd = jax.tree.map(lambda a: a[0], (mixes, lr, wd))
+        out = jax.device_get(programs[key](mixes, lr, wd))   # (candidates, seeds, ...)
+        preds = out.pop('preds')
+        results = []
+        for b, c in enumerate(cs):
+            r = {k: float(np.mean(v[b])) for k, v in out.items()}
+            r['val_f1'] = float(np.mean([_f1(preds[b, s], val[1], val[2], data.num_classes) for s in range(seeds)]))
+            if seeds > 1:
+                r['val_acc_std'] = float(np.std(out['val_acc'][b]))
+            r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1], channels, layers)
+            results.append(r)
+        return results
 
     def evaluate(candidates: Sequence[Candidate]) -> list:
         results = [None] * len(candidates)
         shapes = {}
         for i, c in enumerate(candidates):
+            name = (str(c.genotype), tuple(sorted(c.hparams.items())))
+            if name in memo:       # deterministic: a repeated candidate is not trained again
+                results[i] = dict(memo[name])
+                continue
             key = (int(c.hparams.get('channels', m.channels)), int(c.hparams.get('layers', m.layers)))
             shapes.setdefault(key, []).append(i)
         for key, idx in shapes.items():
-            if key not in programs:
-                programs[key] = build(*key)
             padded = _group_pad(idx, group)
             for start in range(0, len(padded), group):
                 chunk = padded[start:start + group]
-                cs = [candidates[i] for i in chunk]
-                mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in cs]).items()}
-                lr = jnp.asarray([float(c.hparams.get('lr', st.lr)) for c in cs], jnp.float32)
-                wd = jnp.asarray([float(c.hparams.get('weight_decay', st.weight_decay)) for c in cs], jnp.float32)
-                out = jax.device_get(programs[key](mixes, lr, wd))
-                preds = out.pop('preds')
-                for b, i in enumerate(chunk):
+                for i, r in zip(chunk, run_chunk(key, [candidates[i] for i in chunk])):
                     if results[i] is None:
-                        results[i] = {k: float(v[b]) for k, v in out.items()}
-                        results[i]['val_f1'] = _f1(preds[b], val[1], val[2], data.num_classes)
-        for c, r in zip(candidates, results):
-            r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
-                                           int(c.hparams.get('channels', m.channels)),
-                                           int(c.hparams.get('layers', m.layers)))
+                        results[i] = r
+                        memo[(str(candidates[i].genotype), tuple(sorted(candidates[i].hparams.items())))] = dict(r)
         return results
 
+    evaluate.timings = timings
     return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'val_loss', 'train_loss', 'params'),
                            SHORT_TRAINING_HPARAMS)
 
@@ -297,39 +366,92 @@ def candidate_params(genotype, num_classes: int, in_channels: int, channels: int
 
 # ----------------------------------------------------------------------------- weight sharing
 
+SUPERNET_SECTIONS = ('seed', 'space', 'data', 'model', 'relaxation', 'search', 'optim')
+
+
+def supernet_config(config):
+    """The ``jaxnas search`` config of the weight-sharing supernet: the sections that shape
+    it (:data:`SUPERNET_SECTIONS`) from ``config``, the relaxation and epochs from
+    ``discrete.weight_sharing``, everything else at its default, so searchers and
+    fitness settings that differ only in ``discrete`` share one supernet."""
+    from jaxnas import config as config_lib
+    ws = config.discrete.weight_sharing
+    s = config_lib.base_config()
+    for name in SUPERNET_SECTIONS:
+        value = config[name]
+        s[name] = copy.deepcopy(value) if hasattr(value, 'to_dict') else value
+    s.name = 'weight_sharing_supernet'
+    s.relaxation.name = ws.relaxation
+    s.relaxation.kwargs = type(config.relaxation.kwargs)()
+    s.search.epochs = ws.epochs
+    s.search.mode = ''
+    s.search.hessian_every = 0     # a diagnostic of gradient search, not needed to rank candidates
+    return s
+
+
+def supernet_dir(config, workdir: str) -> str:
+    """Where the supernet of ``config`` is trained: ``discrete.weight_sharing.cache_dir``
+    (default: ``supernets/`` beside ``workdir``), in a folder keyed by a hash of
+    :func:`supernet_config`, so every discrete run with the same supernet reuses it."""
+    import hashlib
+    s = supernet_config(config)
+    digest = hashlib.sha1(s.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:12]
+    root = _option(config.discrete.weight_sharing, 'cache_dir', '') or \
+        os.path.join(os.path.dirname(os.path.abspath(workdir)), 'supernets')
+    return os.path.join(os.path.expanduser(root), f'{config.data.name}_{s.relaxation.name}_{digest}')
+
+
 def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
-    """Rank candidates by a trained supernet's arch-val accuracy under their one-hot mix."""
-    from jaxnas import search
+    """Rank candidates by a trained supernet's arch-val accuracy under their one-hot mix.
+
+    The supernet is trained (or resumed) in :func:`supernet_dir` on first use and reused
+    by every later run with the same supernet config; ``workdir/supernet.json`` records
+    which one a run used. Two runs training the same supernet at the same time would
+    write into one folder: train it once first, then run searchers in parallel.
+    """
+    from jaxnas import search, supernet
     from jaxnas.checkpoint import Checkpointer
     _require_darts(config, 'weight_sharing')
     ws = config.discrete.weight_sharing
     if ws.batch_norm not in ('batch', 'running'):
         raise FitnessError(f"bad config value discrete.weight_sharing.batch_norm={ws.batch_norm!r}: "
                            "choose batch or running")
+    execution = _option(ws, 'execution', 'single_path')
+    _check_execution(execution, 'weight_sharing.execution')
     if workdir is None:
-        raise FitnessError('the weight_sharing fitness needs a work directory for its supernet')
-    sconfig = copy.deepcopy(config)
-    sconfig.relaxation.name = ws.relaxation
-    sconfig.relaxation.kwargs = type(config.relaxation.kwargs)()
-    sconfig.search.epochs = ws.epochs
+        raise FitnessError('the weight_sharing fitness needs a work directory (its supernet is cached beside it)')
+    sconfig = supernet_config(config)
     data = _load_data(config, dataset)
-    supernet_dir = os.path.join(workdir, 'supernet')
-    summary = search.run_search(sconfig, supernet_dir, progress=False, dataset=data)
+    sdir = supernet_dir(config, workdir)
+    t0 = time.perf_counter()
+    done = os.path.join(sdir, 'summary.json')
+    if os.path.exists(done) and json.load(open(done)).get('complete'):
+        summary = json.load(open(done))
+        reused = True
+    else:
+        summary = search.run_search(sconfig, sdir, progress=False, dataset=data)
+        reused = False
     searcher = search.Searcher(sconfig, data)
-    ckpt = Checkpointer(os.path.join(supernet_dir, 'checkpoints'))
+    ckpt = Checkpointer(os.path.join(sdir, 'checkpoints'))
     _, state = ckpt.restore(searcher.init_state())
     ckpt.close()
-    net = searcher.net
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'supernet.json'), 'w') as f:
+        json.dump({'dir': sdir, 'reused': reused, 'seconds': time.perf_counter() - t0, 'summary': summary}, f, indent=2)
+    net = supernet.make_search_network(config.space, config.model, data.num_classes, mode=execution)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     val = tuple(jnp.asarray(v) for v in _padded(data.val_x, data.val_y, ws.eval_examples,
                                                  config.data.eval_batch_size))
-    group = config.discrete.batch_size
+    group = config.discrete.batch_size if execution == 'dense' else 1
     train_mode_bn = ws.batch_norm == 'batch'
 
-    @jax.jit
-    def score(mixes):
-        return jax.vmap(lambda mix: _scored(net, variables, mix, *val, train_mode_bn))(mixes)
+    def score_one(variables, mix):
+        return _scored(net, variables, mix, *val, train_mode_bn)
 
+    if execution == 'dense':    # a group at once under vmap: every op runs anyway
+        score = jax.jit(jax.vmap(score_one, in_axes=(None, 0)))
+    else:                       # one candidate per call: only its ops run
+        score = jax.jit(lambda v, mix: jax.tree.map(lambda a: a[None], score_one(v, mix)))
     num_classes = data.num_classes
 
     def evaluate(candidates: Sequence[Candidate]) -> list:
@@ -338,7 +460,9 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
         for start in range(0, len(padded), group):
             chunk = padded[start:start + group]
             mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in chunk]).items()}
-            loss, acc, preds = jax.device_get(score(mixes))
+            if execution != 'dense':
+                mixes = jax.tree.map(lambda a: a[0], mixes)
+            loss, acc, preds = jax.device_get(score(variables, mixes))
             results += [{'val_loss': float(l), 'val_acc': float(a), 'val_f1': _f1(p, val[1], val[2], num_classes)}
                         for l, a, p in zip(loss, acc, preds)]
         results = results[:len(candidates)]
@@ -348,6 +472,7 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
         return results
 
     evaluate.supernet_summary = summary
+    evaluate.supernet_dir = sdir
     return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'val_loss', 'params'), ())
 
 

@@ -143,10 +143,51 @@ def test_cli_short_training_smoke(tmp_path, capsys):
     darts.from_text(open(os.path.join(workdir, 'genotype.txt')).read())
 
 
-def test_cli_weight_sharing_smoke(tmp_path, capsys):
+def test_cli_weight_sharing_smoke_trains_the_supernet_once(tmp_path, capsys):
     workdir, summary, h = _cli(tmp_path, capsys, 'ws', ['--searcher=random', '--fitness=weight_sharing'])
-    assert os.path.exists(os.path.join(workdir, 'supernet', 'summary.json'))
+    first = json.load(open(os.path.join(workdir, 'supernet.json')))
+    assert not first['reused'] and os.path.exists(os.path.join(first['dir'], 'summary.json'))
+    assert os.path.dirname(first['dir']) == str(tmp_path / 'supernets')
     darts.from_text(open(os.path.join(workdir, 'genotype.txt')).read())
+    # another run whose config differs only in the discrete section reuses the supernet
+    workdir, _, h2 = _cli(tmp_path, capsys, 'ws2', ['--searcher=random', '--fitness=weight_sharing',
+                                                    '--config.discrete.checkpoint_every=2'])
+    second = json.load(open(os.path.join(workdir, 'supernet.json')))
+    assert second['reused'] and second['dir'] == first['dir']
+    assert [l['metrics'] for l in h2] == [l['metrics'] for l in h]
+
+
+def test_short_training_single_path_equals_dense_and_batches_seeds():
+    config = toy_config(**{'discrete.max_evaluations': 2})
+    config.discrete.hparams = type(config.discrete.hparams)()
+    space = discrete.make_space(config)
+    # choices per node: (input pair, op_a, op_b); ops 3 and 6: sep_conv_3x3, dil_conv_5x5.
+    # (Pools are left out: single_path moves a shared input's pool statistics once per
+    # target edge that picks the pool, dense once per input.)
+    is_pair = np.arange(space.num_choices) % 3 == 0
+    sizes = np.asarray(space.sizes)
+    cands = [space.decode(np.where(is_pair, pair, op).astype(np.int32) % sizes)
+             for pair, op in ((0, 3), (sizes - 1, 6))]
+    assert all(op.endswith('conv_3x3') or op.endswith('conv_5x5') for c in cands for op, _ in c.genotype.normal)
+    single = fitness_lib.make_fitness(config, space)
+    config.discrete.short_training.execution = 'dense'
+    dense = fitness_lib.make_fitness(config, space)
+    a, b = single.evaluate(cands), dense.evaluate(cands)
+    assert single.evaluate.timings[0]['execution'] == 'single_path'
+    for x, y in zip(a, b):
+        assert x['val_acc'] == pytest.approx(y['val_acc'], abs=1e-6)
+        assert x['val_loss'] == pytest.approx(y['val_loss'], rel=1e-3, abs=1e-4)
+        assert x['train_loss'] == pytest.approx(y['train_loss'], rel=1e-3, abs=1e-4)
+    assert single.evaluate(cands[::-1]) == a[::-1] and len(single.evaluate.timings) == 1   # remembered
+
+    config.discrete.short_training.execution = 'single_path'
+    config.discrete.short_training.seeds = 2
+    seeded = fitness_lib.make_fitness(config, space).evaluate(cands[:1])[0]
+    assert 0 <= seeded['val_acc'] <= 1 and np.isfinite(seeded['val_loss']) and seeded['val_acc_std'] >= 0
+
+    config.discrete.short_training.execution = 'sparse'
+    with pytest.raises(JaxnasError, match='short_training.execution'):
+        fitness_lib.make_fitness(config, space)
 
 
 def test_tabular_fitness_on_the_fixture_cells(tmp_path):
