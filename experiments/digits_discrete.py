@@ -15,13 +15,20 @@ Budget (2-core CPU, the search network of the gradient search: C=8, 5 cells):
 
 - short training: 32 candidates, each trained from scratch for 30 SGD steps at batch 32
   in the single-path execution mode (only the chosen op of each edge runs), one
-  candidate per call of one compiled program. About 3 s a candidate on an idle machine
-  plus one compile (~3 min cold, ~1 min from the persistent compilation cache that the
-  three searchers share).
+  candidate per call of one compiled program, scored on the 719 arch-val digits.
 - weight sharing: one supernet trained for 10 epochs with uniformly random single paths
-  (Li & Talwalkar 2019), cached in ``runs/supernets/`` and reused by all three
-  searchers; then 200 candidates, each scored by a single-path forward pass on the
+  (Li & Talwalkar 2019), cached in ``supernets/`` beside the workdir and reused by all
+  three searchers; then 200 candidates, each scored by a single-path forward pass on the
   arch-val split.
+
+Measured on the shared 2-core CPU (load average 4-7 from other jobs), jax 0.10:
+short training took 402 s for the first searcher (cold compile, ~2.5 min) and 232-247 s
+for the next two (compile loaded from the persistent cache), 11-15 evaluations/minute
+after the first round; weight sharing took 149 s to train the supernet once, then
+109-145 s per searcher at 83-110 evaluations/minute. benchmarks/discrete_speed.py
+(10 steps, interleaved, medians): single-path one by one 52.5 evaluations/minute,
+dense 4 vmapped 7.9, dense one by one 9.4 (vmapping candidates: 0.84x); 4 seeds of one
+candidate vmapped in single path: 1.30x the trainings/minute of one by one.
 """
 from jaxnas.config import base_config
 
