@@ -196,7 +196,7 @@ class MixedEdges(nn.Module):
         stats = dict(self.variables.get('batch_stats', {}))
         Ho, Wo = ops.out_size(x.shape[-3], 3, stride, 1), ops.out_size(x.shape[-2], 3, stride, 1)
         out_shape = (x.shape[-4], Ho, Wo, self.C)
-        branches = [_single_op(name, prims, params, stride, train, out_shape, x.shape[0] > 1)
+        branches = [_single_op(name, prims, params, stride, train, out_shape, x.shape[0] > 1, stats)
                     for name in prims]
         choice = jnp.argmax(lax.stop_gradient(mix), axis=-1)
         scale = jnp.take_along_axis(mix, choice[..., None], axis=-1)[..., 0]
@@ -226,21 +226,31 @@ def channel_shuffle(x, groups: int):
     return x.reshape(x.shape[:-1] + (groups, C // groups)).swapaxes(-1, -2).reshape(x.shape)
 
 
-def _batch_norm_slice(y, stats, path, index, train):
+def _batch_norm_slice(y, stats, path, index, train, base=None):
     """BatchNorm (no affine) of ``y (B, H, W, C)`` with the running statistics at
     ``stats[path][...][index]``; returns the output and the statistics, updated in
-    training mode exactly as :class:`jaxnas.ops.BatchNorm` would."""
+    training mode exactly as :class:`jaxnas.ops.BatchNorm` would.
+
+    ``base`` (the statistics before this step) makes the update idempotent: a slot that
+    several edges share (a pool on an input shared by all targets) then moves once per
+    step, as in the dense mode, however many edges pick it.
+    """
     node = stats
     for p in path:
         node = node[p]
+    old = node
+    if base is not None:
+        old = base
+        for p in path:
+            old = old[p]
     momentum, eps = ops.BatchNorm.momentum, ops.BatchNorm.eps
     if train:
         mean = jnp.mean(y, axis=(0, 1, 2))
         var = jnp.mean(jnp.square(y - mean), axis=(0, 1, 2))
         n = y.shape[0] * y.shape[1] * y.shape[2]
-        new = {'mean': node['mean'].at[index].set((1 - momentum) * node['mean'][index]
+        new = {'mean': node['mean'].at[index].set((1 - momentum) * old['mean'][index]
                                                   + momentum * lax.stop_gradient(mean)),
-               'var': node['var'].at[index].set((1 - momentum) * node['var'][index]
+               'var': node['var'].at[index].set((1 - momentum) * old['var'][index]
                                                 + momentum * lax.stop_gradient(var) * n / max(n - 1, 1))}
         stats = _replace(stats, path, new)
     else:
@@ -256,7 +266,7 @@ def _replace(tree, path, value):
     return out
 
 
-def _single_op(name, prims, params, stride, train, out_shape, per_target_pool):
+def _single_op(name, prims, params, stride, train, out_shape, per_target_pool, stats0):
     """One ``lax.switch`` branch of the single-path mixed edge: primitive ``name`` on
     edge ``(n, s)`` with that edge's slice of the dense layout's variables."""
     convs = [p for p in prims if p in ops.CONV_SPECS]
@@ -290,7 +300,9 @@ def _single_op(name, prims, params, stride, train, out_shape, per_target_pool):
 
         def branch(xe, n, s, st):
             y = ops.pool(xe, ops.POOL_KINDS[name], stride)
-            return _batch_norm_slice(y, st, ('pools', 'BatchNorm_0'), (o, n if per_target_pool else 0, s), train)
+            if per_target_pool:
+                return _batch_norm_slice(y, st, ('pools', 'BatchNorm_0'), (o, n, s), train)
+            return _batch_norm_slice(y, st, ('pools', 'BatchNorm_0'), (o, 0, s), train, base=stats0)
         return branch
 
     if name == 'skip_connect':

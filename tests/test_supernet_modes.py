@@ -89,3 +89,17 @@ def test_channel_shuffle_matches_pytorch_semantics():
     x = jnp.arange(6.0).reshape(1, 1, 1, 6)
     # PyTorch: view(groups=2, 3).transpose -> channels [0, 3, 1, 4, 2, 5]
     np.testing.assert_array_equal(channel_shuffle(x, 2)[0, 0, 0], [0, 3, 1, 4, 2, 5])
+
+
+@pytest.mark.parametrize('op', ['max_pool_3x3', 'avg_pool_3x3'])
+def test_single_path_shared_pool_statistics_move_once_like_dense(op):
+    """Every target picks the same pool of a shared input: its BatchNorm slot moves once."""
+    x, m, v = _setup(1, 1, 4, 2, seed=6)
+    mix = jax.nn.one_hot(jnp.full((4, 2), darts.PRIMITIVES.index(op)), P)
+    y_dense, s_dense = m.apply(v, x, mix, True, mutable=['batch_stats'])
+    y_single, s_single = m.clone(mode='single_path').apply(v, x, mix, True, mutable=['batch_stats'])
+    np.testing.assert_allclose(y_single, y_dense, rtol=1e-5, atol=1e-5)
+    o = [p for p in darts.PRIMITIVES if p in ops.POOL_KINDS].index(op)   # the chosen pool's slot
+    for key in ('mean', 'var'):
+        np.testing.assert_allclose(s_single['batch_stats']['pools']['BatchNorm_0'][key][o],
+                                   s_dense['batch_stats']['pools']['BatchNorm_0'][key][o], rtol=1e-5, atol=1e-6)
