@@ -150,14 +150,18 @@ def discrete_config() -> ml_collections.ConfigDict:
     d.short_training.momentum = 0.9
     d.short_training.grad_clip = 5.0
     d.short_training.eval_examples = 0     # > 0: score on this many arch-val examples
-    d.short_training.network = 'supernet'  # supernet: one-hot search network, candidates vmapped |
+    d.short_training.network = 'supernet'  # supernet: the search network with the candidate's one-hot mix |
                                            # evalnet: jaxnas.retrain's evaluation network, one by one
     d.short_training.epochs = 1            # evalnet only: epochs of config.retrain's schedule
+    d.short_training.execution = 'single_path'   # single_path: one candidate per call | dense: vmapped groups
+    d.short_training.seeds = 1             # > 1: initialisations per candidate, vmapped, metrics averaged
     d.weight_sharing = ml_collections.ConfigDict()
     d.weight_sharing.relaxation = 'random_path'   # how the shared supernet is trained
     d.weight_sharing.epochs = 10
     d.weight_sharing.batch_norm = 'batch'  # batch: statistics of each evaluation batch | running
     d.weight_sharing.eval_examples = 0
+    d.weight_sharing.execution = 'single_path'   # how candidates are scored on the shared weights
+    d.weight_sharing.cache_dir = ''        # '': supernets/ beside the workdir, shared by the searchers
     d.tabular = ml_collections.ConfigDict()
     d.tabular.path = config_dict.placeholder(str)   # NATS-Bench topology file/directory
     d.tabular.dataset = 'cifar10'
