@@ -14,7 +14,7 @@ accounting and the "good enough" stop live in the loop (:mod:`jaxnas.discrete`),
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
