@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import bilevel, data as data_lib, evalnet, metrics, ops
+from jaxnas import bilevel, data as data_lib, evalnet, metrics, ops, search
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import darts
@@ -403,15 +403,6 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def _truncate_log(path: str, epochs_done: int) -> None:
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [l for l in f if l.strip() and json.loads(l)['epoch'] <= epochs_done]
-    with open(path, 'w') as f:
-        f.writelines(lines)
-
-
 def _claim(workdir: str, identity: dict) -> None:
     """Write ``run.json``, or refuse a directory that holds a different run."""
     os.makedirs(workdir, exist_ok=True)
@@ -454,7 +445,7 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
         start, state = ckpt.restore(state)
         start = start or 0
         log_path = os.path.join(workdir, 'log.jsonl')
-        _truncate_log(log_path, start)
+        search.truncate_log(log_path, start)
     spe, epochs = trainer.steps_per_epoch, r.epochs
     last = epochs if max_epochs is None else min(epochs, start + max_epochs)
     from jaxnas.search import _progress

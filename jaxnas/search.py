@@ -202,7 +202,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     start_epoch, state = ckpt.restore(state)
     start_epoch = start_epoch or 0
     log_path = os.path.join(workdir, 'log.jsonl')
-    _truncate_log(log_path, start_epoch)
+    truncate_log(log_path, start_epoch)
 
     epochs = config.search.epochs
     last = epochs if max_epochs is None else min(epochs, start_epoch + max_epochs)
@@ -273,7 +273,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     return summary
 
 
-def _truncate_log(path: str, epochs_done: int) -> None:
+def truncate_log(path: str, epochs_done: int) -> None:
     """Drop log lines of epochs after the restored checkpoint (a crash between log and save)."""
     if not os.path.exists(path):
         return
