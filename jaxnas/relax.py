@@ -153,36 +153,31 @@ def softmax(temperature: float = 1.0, *, space=None, total_steps: int = 1) -> Re
     return Relaxation(init_logits, weights, _no_penalty, normalized)
 
 
+def _softmax_weights(logits):
+    return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
+
+
+def _gumbel(tau: Callable, hard: bool, mode: str) -> Relaxation:
+    """Gumbel-softmax samples at temperature ``tau(step)``; softmax as normalized weights."""
+    def weights(logits, key, step):
+        keys = _keys(key, logits)
+        return {k: gumbel_softmax(a, keys[k], tau(step), hard=hard) for k, a in _cells(logits).items()}
+
+    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights, mode=mode)
+
+
 def gdas(tau_max: float = 10.0, tau_min: float = 0.1, *, space=None, total_steps: int = 1) -> Relaxation:
     """GDAS: hard Gumbel-softmax with straight-through gradient, single-path execution."""
     del space
     _check_positive(tau_max=tau_max, tau_min=tau_min)
-    tau = linear_schedule(tau_max, tau_min, total_steps)
-
-    def normalized(logits):
-        return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
-
-    def weights(logits, key, step):
-        keys = _keys(key, logits)
-        return {k: gumbel_softmax(a, keys[k], tau(step), hard=True) for k, a in _cells(logits).items()}
-
-    return Relaxation(init_logits, weights, _no_penalty, normalized, mode='single_path')
+    return _gumbel(linear_schedule(tau_max, tau_min, total_steps), hard=True, mode='single_path')
 
 
 def snas(tau_max: float = 1.0, tau_min: float = 0.03, *, space=None, total_steps: int = 1) -> Relaxation:
     """SNAS: soft Gumbel-softmax sample, temperature annealed geometrically."""
     del space
     _check_positive(tau_max=tau_max, tau_min=tau_min)
-    tau = exponential_schedule(tau_max, tau_min, total_steps)
-
-    def normalized(logits):
-        return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
-
-    def weights(logits, key, step):
-        keys = _keys(key, logits)
-        return {k: gumbel_softmax(a, keys[k], tau(step), hard=False) for k, a in _cells(logits).items()}
-
-    return Relaxation(init_logits, weights, _no_penalty, normalized)
+    return _gumbel(exponential_schedule(tau_max, tau_min, total_steps), hard=False, mode='dense')
 
 
 def _dirichlet_kl(conc, prior):
@@ -290,16 +285,13 @@ def random_path(*, space=None, total_steps: int = 1) -> Relaxation:
     """A uniformly random op per edge each step (weight-sharing supernet training)."""
     del space, total_steps
 
-    def normalized(logits):
-        return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
-
     def weights(logits, key, step):
         del step
         keys = _keys(key, logits)
         return {k: jax.nn.one_hot(jax.random.randint(keys[k], a.shape[:-1], 0, a.shape[-1]), a.shape[-1])
                 for k, a in _cells(logits).items()}
 
-    return Relaxation(init_logits, weights, _no_penalty, normalized, mode='single_path')
+    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights, mode='single_path')
 
 
 RELAXATIONS = {
