@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.errors import JaxnasError
-from jaxnas.evalnet import Conv, _classifier, batch_norm
+from jaxnas.spaces.darts.evalnet import Conv, _classifier, batch_norm
 
 
 class BaselineError(JaxnasError):

@@ -202,7 +202,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
     if st.network != 'supernet':
         raise FitnessError(f"bad config value discrete.short_training.network={st.network!r}: "
                            "choose supernet or evalnet")
-    from jaxnas.supernet import SearchNetwork
+    from jaxnas.spaces.darts.supernet import SearchNetwork
     _require_darts(config, 'short_training')
     execution = _option(st, 'execution', 'single_path')
     _check_execution(execution, 'short_training.execution')
@@ -358,7 +358,7 @@ def candidate_params(genotype, num_classes: int, in_channels: int, channels: int
         return math.nan
     key = (str(genotype), num_classes, in_channels, channels, layers)
     if key not in _PARAMS_CACHE:
-        from jaxnas import evalnet
+        from jaxnas.spaces.darts import evalnet
         net = evalnet.make_network(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False)
         _PARAMS_CACHE[key] = evalnet.param_counts(net, (8, 8, in_channels))['network']
     return _PARAMS_CACHE[key]
@@ -409,7 +409,8 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     which one a run used. Two runs training the same supernet at the same time would
     write into one folder: train it once first, then run searchers in parallel.
     """
-    from jaxnas import search, supernet
+    from jaxnas import search
+    from jaxnas.spaces.darts import supernet
     from jaxnas.checkpoint import Checkpointer
     _require_darts(config, 'weight_sharing')
     ws = config.discrete.weight_sharing
@@ -488,7 +489,7 @@ def make_tabular(config, space, *, dataset=None, workdir=None) -> FitnessFunctio
     if not tb.path:
         raise FitnessError('the tabular fitness needs discrete.tabular.path, the NATS-Bench topology '
                            'file or directory (NATS-tss-v1_0-3ffb9-simple)')
-    from jaxnas import tabular
+    from jaxnas.spaces.nb201 import tabular
     bench = tabular.open_benchmark(tb.path)
 
     def evaluate(candidates: Sequence[Candidate]) -> list:

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import bilevel, data as data_lib, evalnet, metrics, ops, search
+from jaxnas import bilevel, data as data_lib, metrics, ops, search
+from jaxnas.spaces.darts import evalnet
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import darts
@@ -150,7 +151,7 @@ class _NoAux(nn.Module):
 
 def _nb201_network(genotype, config, num_classes: int) -> nn.Module:
     try:
-        from jaxnas import nb201_net
+        from jaxnas.spaces.nb201 import network as nb201_net
     except ImportError:
         raise RetrainError('NAS-Bench-201 networks need jaxnas.nb201_net, which is not installed') from None
     r = config.retrain

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax, spaces, supernet
+from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax, spaces
+from jaxnas.spaces.darts import supernet
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
 
@@ -261,7 +262,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
                         'parameter_free_normal': genotype.count(searcher.space.PARAMETER_FREE, cell),
                         'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params)))})
         if config.space == 'nb201':
-            from jaxnas import tabular
+            from jaxnas.spaces.nb201 import tabular
             summary['tabular'] = tabular.score_genotype(config.tabular.path, genotype)
             if 'error' in summary['tabular']:
                 bar.write(f"tabular scores skipped: {summary['tabular']['error']}")

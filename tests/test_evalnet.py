@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import baseline, evalnet, ops
+from jaxnas import baseline, ops
+from jaxnas.spaces.darts import evalnet
 from jaxnas.spaces import darts
 
 

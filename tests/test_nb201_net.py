@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import nb201_net
+from jaxnas.spaces.nb201 import network as nb201_net
 from jaxnas.errors import JaxnasError
 from jaxnas.ops import init_variables
 from jaxnas.spaces import nb201

@@ -7,7 +7,7 @@ from jax import lax
 from jaxnas import ops
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import darts
-from jaxnas.supernet import ConvFamily, MixedEdges, PoolFamily, SearchCell, SearchNetwork
+from jaxnas.spaces.darts.supernet import ConvFamily, MixedEdges, PoolFamily, SearchCell, SearchNetwork
 
 B, H, C = 2, 8, 4
 

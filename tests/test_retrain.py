@@ -137,7 +137,7 @@ def test_cli_retrain_smoke(tmp_path, capsys):
 
 def test_nb201_genotype_dispatches_to_its_network():
     nb201 = pytest.importorskip('jaxnas.spaces.nb201')
-    pytest.importorskip('jaxnas.nb201_net')
+    pytest.importorskip('jaxnas.spaces.nb201.network')
     g = retrain.resolve_genotype('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|'
                                  'nor_conv_3x3~1|skip_connect~2|')
     assert isinstance(g, nb201.Genotype)

@@ -6,7 +6,7 @@ import pytest
 
 from jaxnas import ops, relax
 from jaxnas.spaces import darts
-from jaxnas.supernet import MixedEdges, channel_shuffle
+from jaxnas.spaces.darts.supernet import MixedEdges, channel_shuffle
 
 B, H, C = 2, 8, 4
 P = len(darts.PRIMITIVES)

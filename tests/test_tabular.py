@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from jaxnas import tabular
+from jaxnas.spaces.nb201 import tabular
 from jaxnas.spaces import nb201
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'nats_bench_fake')

@@ -419,7 +419,7 @@ def _darts_network(model, num_classes, mode, partial_channels):
 
 
 def _nb201_network(model, num_classes, mode, partial_channels):
-    from jaxnas.nb201_net import NB201SearchNetwork
+    from jaxnas.spaces.nb201.network import NB201SearchNetwork
     return NB201SearchNetwork(model.channels, model.cells_per_stage, num_classes,
                               mode=mode, partial_channels=partial_channels)
 
