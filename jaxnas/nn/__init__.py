@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax

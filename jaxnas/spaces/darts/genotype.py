@@ -90,6 +90,7 @@ class Genotype(NamedTuple):
 
     def to_json(self) -> dict:
         return {
+            'space': 'darts',
             'normal': [[op, j] for op, j in self.normal],
             'normal_concat': list(self.normal_concat),
             'reduce': [[op, j] for op, j in self.reduce],
@@ -208,6 +209,8 @@ def from_json(obj) -> Genotype:
             obj = json.loads(obj)
         except json.JSONDecodeError as e:
             raise GenotypeError(f'genotype JSON does not parse: {e}') from None
+    if isinstance(obj, dict) and obj.get('space', 'darts') == 'darts':
+        obj = {k: v for k, v in obj.items() if k != 'space'}
     if not isinstance(obj, dict) or set(obj) != set(Genotype._fields):
         raise GenotypeError(f"genotype JSON must be an object with keys {', '.join(Genotype._fields)}")
     return make_genotype(**obj)

@@ -74,7 +74,7 @@ class Genotype(NamedTuple):
         return tuple(self)
 
     def to_json(self) -> dict:
-        return {'arch': to_text(self)}
+        return {'space': 'nb201', 'arch': to_text(self)}
 
     def count(self, ops: Sequence[str], cell: str = 'normal') -> int:
         """How many edges use one of ``ops``; ``cell`` only for parity with the DARTS genotype."""
@@ -143,6 +143,8 @@ def from_json(obj) -> Genotype:
             obj = json.loads(obj)
         except json.JSONDecodeError as e:
             raise GenotypeError(f'genotype JSON does not parse: {e}') from None
+    if isinstance(obj, dict) and obj.get('space', 'nb201') == 'nb201':
+        obj = {k: v for k, v in obj.items() if k != 'space'}
     if not isinstance(obj, dict) or set(obj) != {'arch'}:
         raise GenotypeError(f'NAS-Bench-201 genotype JSON must be an object {{"arch": "{_ARCH_FORMAT}"}}, '
                             f'got {obj!r}')
