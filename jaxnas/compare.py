@@ -92,7 +92,7 @@ def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
             stats[key] = {'mean': mean, 'std': std}
         stats['mode'] = runs[0]['summary']['mode']
         stats['genotypes'] = {r['seed']: r['summary']['genotype'] for r in runs}
-        if config.space == 'nb201':
+        if spaces.get(config.space).tabular is not None:
             stats['tabular'] = {r['seed']: r['summary'].get('tabular') for r in runs}
         record['relaxations'][name] = stats
     _write_table(record, workdir)
@@ -143,14 +143,14 @@ def _plot(rows, config, workdir):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     space = spaces.get(config.space)
-    cell = space.CELL_TYPES[0]
+    cell = space.cell_types[0]
     n = len(rows)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), sharey=False, squeeze=False)
     for ax, (name, runs) in zip(axes[0], rows.items()):
         log = runs[0]['log']
         w = np.array([np.asarray(r['alphas'][cell]).mean(axis=0) for r in log])   # (epochs, ops)
         epochs = [r['epoch'] for r in log]
-        for o, op in enumerate(space.PRIMITIVES):
+        for o, op in enumerate(space.primitives):
             ax.plot(epochs, w[:, o], marker='.', label=op)
         ax.set_title(f'{name} (seed {runs[0]["seed"]})', fontsize=9)
         ax.set_xlabel('epoch')

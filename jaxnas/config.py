@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = 'digits_darts'
     c.seed = 0
-    c.space = 'darts'                      # darts | nb201
+    c.space = 'darts'                      # a registered search space: darts | nb201 | mbconv
 
     c.data = ml_collections.ConfigDict()
     c.data.name = 'digits'                 # digits | cifar10 | cifar100 | svhn_cropped | mnist
@@ -256,7 +256,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f'bad config value {field}={value!r}: {msg}')
 
     from jaxnas import spaces
-    check(config.space in spaces.SPACES, 'space', f"choose one of {', '.join(spaces.SPACES)}")
+    check(config.space in spaces.names(), 'space', f"choose one of {', '.join(spaces.names())}")
     check(config.search.mode in ('',) + relax.MODES, 'search.mode',
           f"choose one of {', '.join(relax.MODES)} (or '' for the relaxation's own)")
     check(config.search.hessian_every >= 0, 'search.hessian_every', 'must be >= 0 (0 turns it off)')
@@ -268,7 +268,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.data.batch_size >= 2, 'data.batch_size', 'must be >= 2 (BatchNorm needs a batch)')
     check(config.data.eval_batch_size >= 1, 'data.eval_batch_size', 'must be >= 1')
     check(config.model.channels >= 2, 'model.channels', 'must be >= 2')
-    check(config.space != 'darts' or config.model.layers >= 3, 'model.layers', 'must be >= 3 (two reduction cells and a normal one)')
     check(config.model.stem_multiplier >= 1, 'model.stem_multiplier', 'must be >= 1')
     check(config.relaxation.name in relax.RELAXATIONS, 'relaxation.name',
           f"choose one of {', '.join(relax.RELAXATIONS)}")
@@ -282,6 +281,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(0 <= config.optim[field] < 1, f'optim.{field}', 'must be in [0, 1)')
     for field in ('w_weight_decay', 'a_weight_decay'):
         check(config.optim[field] >= 0, f'optim.{field}', 'must be >= 0')
+    spaces.get(config.space).check_config(config)
     try:
         r = relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
                                   **config.relaxation.kwargs.to_dict())

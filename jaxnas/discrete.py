@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import fitness as fitness_lib, searchers
+from jaxnas import fitness as fitness_lib, searchers, spaces
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import choices
@@ -64,8 +64,8 @@ def validate(config) -> None:
             raise DiscreteConfigError(f'bad config value discrete.{field}={value!r}: {msg}')
 
     check(d.searcher in searchers.SEARCHERS, 'searcher', f"choose one of {', '.join(searchers.SEARCHERS)}")
-    if config.space not in choices.SPACES:
-        raise DiscreteConfigError(f"bad config value space={config.space!r}: choose one of {', '.join(choices.SPACES)}")
+    if config.space not in spaces.names():
+        raise DiscreteConfigError(f"bad config value space={config.space!r}: choose one of {', '.join(spaces.names())}")
     check(isinstance(d.batch_size, int) and d.batch_size >= 1, 'batch_size', 'must be an integer >= 1')
     check(d.max_evaluations >= 1, 'max_evaluations', 'must be >= 1')
     check(d.max_time_s >= 0, 'max_time_s', 'must be >= 0 (0: no time budget)')
@@ -118,10 +118,6 @@ def _read_history(path, evaluations: int) -> list:
     with open(path, 'w') as f:
         f.writelines(json.dumps(l) + '\n' for l in lines)
     return lines
-
-
-def _genotype_json(g) -> dict:
-    return g.to_json()
 
 
 def _steady_rate(history: list) -> Optional[float]:
@@ -273,7 +269,7 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
             g = space.decode(np.asarray(best_line['choices'], np.int32)).genotype
             with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
                 f.write(str(g) + '\n')
-            _write_json(os.path.join(workdir, 'genotype.json'), _genotype_json(g))
+            _write_json(os.path.join(workdir, 'genotype.json'), spaces.of_genotype(g).to_json(g))
             _write_json(os.path.join(workdir, 'best.json'), best_line)
         plot_history(history, os.path.join(workdir, 'best_so_far.png'),
                      f'{d.searcher} / {d.fitness.mode} ({config.name})')

@@ -10,8 +10,8 @@ Modes (:data:`FITNESS_MODES`):
 
 - ``short_training``: train each candidate from scratch for a few SGD steps on the
   weight-train split and score it on the arch-val split (the proxy of Real et al. 2019
-  and Zoph & Le 2017, much shortened). The candidate network is the search network of
-  :mod:`jaxnas.supernet` with the candidate's one-hot mix as its input, so every
+  and Zoph & Le 2017, much shortened). The candidate network is the space's search
+  network (``SearchSpace.search_network``) with the candidate's one-hot mix as its input, so every
   candidate of one width and depth has the same parameter shapes and one compiled
   program (per (width, cells) shape) trains them all; the genotype, learning rate and
   weight decay are its inputs. ``short_training.execution`` chooses how:
@@ -34,8 +34,9 @@ Modes (:data:`FITNESS_MODES`):
   (:func:`supernet_dir`), then rank candidates by the supernet's arch-val accuracy under
   each candidate's one-hot mix (single-path forward, ``weight_sharing.execution``),
   without any training per candidate.
-- ``tabular``: NAS-Bench-201 / NATS-Bench cells looked up through :mod:`jaxnas.tabular`
-  (the official ``nats_bench`` API). Cells the benchmark file lacks get NaN fitness.
+- ``tabular``: cells looked up in the space's tabular benchmark (``SearchSpace.tabular``;
+  NAS-Bench-201 / NATS-Bench through the official ``nats_bench`` API). Cells the
+  benchmark file lacks get NaN fitness.
 """
 from __future__ import annotations
 
@@ -51,9 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import data as data_lib, ops
+from jaxnas import data as data_lib, ops, spaces
 from jaxnas.errors import JaxnasError
-from jaxnas.spaces import darts
 from jaxnas.spaces.choices import Candidate
 
 
@@ -104,20 +104,17 @@ def make_objective(kind: str, metric: str, cost: str = '', cost_weight: float = 
 
 # ----------------------------------------------------------------------------- helpers
 
-def one_hot_mix(genotype: darts.Genotype, num_ops: int = len(darts.PRIMITIVES)) -> dict:
-    """The supernet mix of a DARTS genotype: 1 for each chosen (edge, op), 0 elsewhere."""
-    mix = {}
-    for cell in darts.CELL_TYPES:
-        m = np.zeros((darts.NUM_EDGES, num_ops), np.float32)
-        for k, (op, j) in enumerate(getattr(genotype, cell)):
-            m[darts.edge_index(k // 2, j), darts.PRIMITIVES.index(op)] += 1.0
-        mix[cell] = m
-    return mix
+def stack_mixes(space, genotypes) -> dict:
+    """The one-hot mixes of ``genotypes`` stacked on a leading axis."""
+    mixes = [space.one_hot(g) for g in genotypes]
+    return {c: np.stack([m[c] for m in mixes]) for c in space.cell_types}
 
 
-def stack_mixes(genotypes) -> dict:
-    mixes = [one_hot_mix(g) for g in genotypes]
-    return {c: np.stack([m[c] for m in mixes]) for c in darts.CELL_TYPES}
+def _model(config, channels: int, layers: int):
+    """``config.model`` with the width and depth hyperparameters of a candidate."""
+    m = copy.deepcopy(config.model)
+    m.channels, m.layers = int(channels), int(layers)
+    return m
 
 
 def _padded(x, y, n: int, batch: int):
@@ -172,11 +169,6 @@ def _load_data(config, dataset):
                                             seed=config.seed, limit=d.limit or None)
 
 
-def _require_darts(config, mode):
-    if config.space != 'darts':
-        raise FitnessError(f'fitness mode {mode} trains DARTS cells; space {config.space!r} needs mode tabular')
-
-
 # ----------------------------------------------------------------------------- short training
 
 SHORT_TRAINING_HPARAMS = ('lr', 'weight_decay', 'channels', 'layers')
@@ -202,8 +194,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
     if st.network != 'supernet':
         raise FitnessError(f"bad config value discrete.short_training.network={st.network!r}: "
                            "choose supernet or evalnet")
-    from jaxnas.spaces.darts.supernet import SearchNetwork
-    _require_darts(config, 'short_training')
+    cell_space = spaces.get(config.space)
     execution = _option(st, 'execution', 'single_path')
     _check_execution(execution, 'short_training.execution')
     seeds = _option(st, 'seeds', 1)
@@ -229,8 +220,8 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
     timings = []   # trace and compile seconds of each program built
 
     def build(channels, layers):
-        net = SearchNetwork(channels, data.num_classes, layers, m.stem_multiplier, mode=execution)
-        mix0 = {k: jnp.asarray(v) for k, v in one_hot_mix(darts.sample(jax.random.PRNGKey(0))).items()}
+        net = cell_space.search_network(_model(config, channels, layers), data.num_classes, mode=execution)
+        mix0 = {k: jnp.asarray(v) for k, v in cell_space.one_hot(cell_space.sample(jax.random.PRNGKey(0))).items()}
         sample = jnp.zeros((2,) + data.train_x.shape[1:])
         inits = [ops.init_variables(net, config.seed + r, sample, mix0, train=True) for r in range(seeds)]
         variables = jax.tree.map(lambda *v: jnp.stack(v), *inits)
@@ -279,7 +270,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
         channels, layers = key
         if key not in programs:
             programs[key] = build(channels, layers)
-        mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in cs]).items()}
+        mixes = {k: jnp.asarray(v) for k, v in stack_mixes(cell_space, [c.genotype for c in cs]).items()}
         lr = jnp.asarray([float(c.hparams.get('lr', st.lr)) for c in cs], jnp.float32)
         wd = jnp.asarray([float(c.hparams.get('weight_decay', st.weight_decay)) for c in cs], jnp.float32)
         if execution != 'dense':
@@ -292,7 +283,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
             r['val_f1'] = float(np.mean([_f1(preds[b, s], val[1], val[2], data.num_classes) for s in range(seeds)]))
             if seeds > 1:
                 r['val_acc_std'] = float(np.std(out['val_acc'][b]))
-            r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1], channels, layers)
+            r['params'] = candidate_params(c.genotype, config, data, channels, layers)
             results.append(r)
         return results
 
@@ -341,8 +332,7 @@ def _short_training_evalnet(config, data) -> FitnessFunction:
             for name, value in c.hparams.items():
                 cfg.retrain[EVALNET_HPARAMS[name]] = type(cfg.retrain[EVALNET_HPARAMS[name]])(value)
             score = retrain.score_genotype(c.genotype, cfg, seeds=(config.seed,), split='val', dataset=data)[0]
-            params = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
-                                      int(cfg.retrain.channels), int(cfg.retrain.layers))
+            params = candidate_params(c.genotype, cfg, data, int(cfg.retrain.channels), int(cfg.retrain.layers))
             out.append({'val_acc': score['accuracy'], 'val_f1': score['f1'], 'params': params})
         return out
 
@@ -352,15 +342,19 @@ def _short_training_evalnet(config, data) -> FitnessFunction:
 _PARAMS_CACHE = {}
 
 
-def candidate_params(genotype, num_classes: int, in_channels: int, channels: int, layers: int) -> int:
-    """Trainable parameters of the genotype's DARTS evaluation network (no auxiliary head)."""
-    if not isinstance(genotype, darts.Genotype):
-        return math.nan
-    key = (str(genotype), num_classes, in_channels, channels, layers)
+def candidate_params(genotype, config, data, channels: int, layers: int) -> int:
+    """Trainable parameters of the genotype's evaluation network (no auxiliary head) at
+    width ``channels`` and depth ``layers`` (``retrain.channels`` / ``retrain.layers``),
+    from shapes only."""
+    shape = tuple(data.train_x.shape[1:])
+    key = (str(genotype), data.num_classes, shape, channels, layers)
     if key not in _PARAMS_CACHE:
-        from jaxnas.spaces.darts import evalnet
-        net = evalnet.make_network(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False)
-        _PARAMS_CACHE[key] = evalnet.param_counts(net, (8, 8, in_channels))['network']
+        retrain = copy.deepcopy(config.retrain)
+        retrain.channels, retrain.layers, retrain.auxiliary_weight = int(channels), int(layers), 0.0
+        net = spaces.of_genotype(genotype).eval_network(genotype, retrain, data.num_classes)
+        x = jax.ShapeDtypeStruct((2,) + shape, jnp.float32)
+        variables = jax.eval_shape(lambda x: net.init({'params': jax.random.key(0)}, x, train=True), x)
+        _PARAMS_CACHE[key] = int(sum(np.size(leaf) for leaf in jax.tree.leaves(variables['params'])))
     return _PARAMS_CACHE[key]
 
 
@@ -410,9 +404,8 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     write into one folder: train it once first, then run searchers in parallel.
     """
     from jaxnas import search
-    from jaxnas.spaces.darts import supernet
     from jaxnas.checkpoint import Checkpointer
-    _require_darts(config, 'weight_sharing')
+    cell_space = spaces.get(config.space)
     ws = config.discrete.weight_sharing
     if ws.batch_norm not in ('batch', 'running'):
         raise FitnessError(f"bad config value discrete.weight_sharing.batch_norm={ws.batch_norm!r}: "
@@ -439,7 +432,7 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'supernet.json'), 'w') as f:
         json.dump({'dir': sdir, 'reused': reused, 'seconds': time.perf_counter() - t0, 'summary': summary}, f, indent=2)
-    net = supernet.make_search_network(config.space, config.model, data.num_classes, mode=execution)
+    net = cell_space.search_network(config.model, data.num_classes, mode=execution)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     val = tuple(jnp.asarray(v) for v in _padded(data.val_x, data.val_y, ws.eval_examples,
                                                  config.data.eval_batch_size))
@@ -460,7 +453,7 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
         padded = _group_pad(list(candidates), group)
         for start in range(0, len(padded), group):
             chunk = padded[start:start + group]
-            mixes = {k: jnp.asarray(v) for k, v in stack_mixes([c.genotype for c in chunk]).items()}
+            mixes = {k: jnp.asarray(v) for k, v in stack_mixes(cell_space, [c.genotype for c in chunk]).items()}
             if execution != 'dense':
                 mixes = jax.tree.map(lambda a: a[0], mixes)
             loss, acc, preds = jax.device_get(score(variables, mixes))
@@ -468,8 +461,7 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
                         for l, a, p in zip(loss, acc, preds)]
         results = results[:len(candidates)]
         for c, r in zip(candidates, results):
-            r['params'] = candidate_params(c.genotype, data.num_classes, data.train_x.shape[-1],
-                                           config.model.channels, config.model.layers)
+            r['params'] = candidate_params(c.genotype, config, data, config.model.channels, config.model.layers)
         return results
 
     evaluate.supernet_summary = summary
@@ -480,23 +472,24 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
 # ----------------------------------------------------------------------------- tabular
 
 def make_tabular(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
-    """NAS-Bench-201 / NATS-Bench lookups through :mod:`jaxnas.tabular`."""
+    """Lookups in the space's tabular benchmark (NAS-Bench-201 / NATS-Bench)."""
     del dataset, workdir
-    if config.space != 'nb201':
-        raise FitnessError(f"the tabular fitness queries NAS-Bench-201 cells; set space='nb201' "
-                           f"(got {config.space!r})")
+    bench_def = spaces.get(config.space).tabular
+    if bench_def is None:
+        with_tabular = [n for n in spaces.names() if spaces.get(n).tabular is not None]
+        raise FitnessError(f"the tabular fitness needs a space with a tabular benchmark "
+                           f"({', '.join(with_tabular)}); space {config.space!r} has none")
     tb = config.discrete.tabular
     if not tb.path:
         raise FitnessError('the tabular fitness needs discrete.tabular.path, the NATS-Bench topology '
                            'file or directory (NATS-tss-v1_0-3ffb9-simple)')
-    from jaxnas.spaces.nb201 import tabular
-    bench = tabular.open_benchmark(tb.path)
+    bench = bench_def.open(tb.path)
 
     def evaluate(candidates: Sequence[Candidate]) -> list:
         out = []
         for c in candidates:
             try:
-                r = tabular.query(bench, c.genotype, dataset=tb.dataset, hp=tb.hp)
+                r = bench_def.query(bench, c.genotype, dataset=tb.dataset, hp=tb.hp)
             except JaxnasError:
                 r = None
             if r is None:

@@ -31,7 +31,7 @@ import os
 import time
 from typing import Optional
 
-from jaxnas import baseline, config as config_lib, report, retrain, search
+from jaxnas import baseline, config as config_lib, report, retrain, search, spaces
 from jaxnas.errors import JaxnasError
 
 
@@ -88,7 +88,7 @@ def _timings(workdir: str, stage: str, seconds: Optional[float] = None) -> dict:
 def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, progress: bool = True) -> dict:
     """Run (or resume) the whole pipeline into ``workdir``; returns ``report.json``'s dict."""
     validate(config)
-    genotype = retrain.resolve_genotype(genotype_spec) if genotype_spec else None  # fail before writing
+    genotype = retrain.resolve_genotype(genotype_spec, config.space) if genotype_spec else None  # fail before writing
     _claim(workdir, config, genotype_spec)
     report_path = os.path.join(workdir, 'report.json')
     if os.path.exists(report_path):
@@ -106,7 +106,7 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
             _timings(workdir, 'search', time.time() - t0)
             if not summary['complete']:
                 raise PipelineError(f'the search in {search_dir} did not finish; rerun to resume it')
-        genotype = retrain.resolve_genotype(search_dir)
+        genotype = retrain.resolve_genotype(search_dir, config.space)
 
     # ---- derive -------------------------------------------------------------------------
     with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
@@ -143,7 +143,8 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
                       f"config.retrain ({config.retrain.epochs} epochs) on the same seeds."]}
     nas.pop('state', None)
     manual.pop('state', None)
-    out = report.write_report(workdir, genotype, {'NAS (DARTS cell)': nas, 'Manual (ResNet)': manual}, meta)
+    label = f'NAS ({spaces.of_genotype(genotype).label})'
+    out = report.write_report(workdir, genotype, {label: nas, 'Manual (ResNet)': manual}, meta)
     say(f'[jaxnas run] report: {workdir}/report.md')
     return out
 

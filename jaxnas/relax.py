@@ -236,11 +236,11 @@ def _segment_softmax(beta, targets):
 def pcdarts(k: int = 4, *, space=None, total_steps: int = 1) -> Relaxation:
     """PC-DARTS: softmax op weights times normalised edge weights; partial channels ``k``."""
     del total_steps
-    if space is None:
-        from jaxnas.spaces import darts as space
     if not (isinstance(k, int) and k >= 1):
         raise JaxnasError(f'pcdarts k must be an integer >= 1, got {k!r}')
-    targets = space.EDGE_TARGETS
+    if space is None:
+        raise JaxnasError('pcdarts normalises edges per target node: pass space=<a SearchSpace>')
+    targets = space.edge_targets
 
     def init(key, shapes):
         k_a, k_b = jax.random.split(key)
@@ -308,7 +308,7 @@ RELAXATIONS = {
 def make_relaxation(name: str, *, space=None, total_steps: int = 1, **kwargs) -> Relaxation:
     """Build a registered relaxation; unknown names or arguments give a one-line error.
 
-    ``space`` is the search-space module (edge structure, for PC-DARTS) and
+    ``space`` is the :class:`~jaxnas.spaces.base.SearchSpace` (edge structure, for PC-DARTS) and
     ``total_steps`` the length of the search (temperature schedules).
     """
     if name not in RELAXATIONS:

@@ -20,6 +20,8 @@ from typing import Optional
 
 import numpy as np
 
+from jaxnas import spaces
+
 CLASSIFICATION = ('accuracy', 'precision', 'recall', 'f1')
 COST = (('params', 'Params'), ('macs_per_example', 'MACs / example'),
         ('latency_ms_median', 'Latency (ms)'), ('memory_peak_bytes', 'Peak memory (bytes)'))
@@ -149,7 +151,7 @@ def write_report(workdir: str, genotype, summaries: dict, meta: Optional[dict] =
     with open(tmp, 'w') as f:
         json.dump(report, f, indent=2)
     comparison_chart(models, os.path.join(workdir, 'comparison.png'))
-    draw_genotype(genotype, workdir)
+    spaces.of_genotype(genotype).draw(genotype, workdir)
     with open(os.path.join(workdir, 'report.md'), 'w') as f:
         f.write(markdown(models, genotype=str(genotype), meta=meta))
     os.replace(tmp, os.path.join(workdir, 'report.json'))  # last: marks the report complete

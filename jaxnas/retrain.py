@@ -38,13 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import bilevel, data as data_lib, metrics, ops, search
-from jaxnas.spaces.darts import evalnet
+from jaxnas import bilevel, data as data_lib, metrics, ops, search, spaces
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
-from jaxnas.spaces import darts
 
-NETWORK_KINDS = tuple(evalnet.NETWORKS)
 SEED_BATCHING = ('map', 'vmap')
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -68,12 +65,10 @@ def validate(config) -> None:
                 value = value[part]
             raise RetrainError(f'bad config value {field}={value!r}: {msg}')
 
-    check(r.network in NETWORK_KINDS, 'retrain.network', f"choose one of {', '.join(NETWORK_KINDS)}")
     check(r.epochs >= 1, 'retrain.epochs', 'must be >= 1')
     check(r.batch_size >= 2, 'retrain.batch_size', 'must be >= 2 (BatchNorm needs a batch)')
     check(r.eval_batch_size >= 1, 'retrain.eval_batch_size', 'must be >= 1')
     check(r.channels >= 2, 'retrain.channels', 'must be >= 2')
-    check(r.layers >= 3, 'retrain.layers', 'must be >= 3 (two reduction cells and a normal one)')
     check(r.cells_per_stage >= 1, 'retrain.cells_per_stage', 'must be >= 1')
     check(r.lr > 0, 'retrain.lr', 'must be > 0')
     check(0 <= r.lr_min <= r.lr, 'retrain.lr_min', 'must be in [0, retrain.lr]')
@@ -102,78 +97,41 @@ def validate(config) -> None:
 # Genotypes and networks
 # ----------------------------------------------------------------------------------------
 
-def resolve_genotype(spec: str):
-    """A genotype from a published DARTS name, a ``Genotype(...)`` text, a NAS-Bench-201
-    architecture string or index, a genotype ``.json`` / ``.txt`` file, or a search's
-    output directory (its ``genotype.txt``)."""
+def resolve_genotype(spec, prefer: str | None = None):
+    """A genotype of any registered space from a spec the space reads (a published name
+    such as ``DARTS_V2``, a genotype's text form, a NAS-Bench-201 architecture string or
+    index, ...), a genotype ``.json`` / ``.txt`` file, or a search's output directory.
+    ``prefer`` (the config's space) is asked first."""
     spec = str(spec).strip()
     if os.path.isdir(spec):
-        path = os.path.join(spec, 'genotype.txt')
-        if not os.path.isfile(path):
-            raise RetrainError(f'{spec} has no genotype.txt: the search there has not finished; '
-                               f'rerun `jaxnas search --workdir {spec}` with its config to complete it')
-        with open(path) as f:
-            return resolve_genotype(f.read())
-    if spec.endswith('.txt'):
+        for name in ('genotype.json', 'genotype.txt'):
+            path = os.path.join(spec, name)
+            if os.path.isfile(path):
+                return resolve_genotype(path, prefer)
+        raise RetrainError(f'{spec} has no genotype.txt: the search there has not finished; '
+                           f'rerun `jaxnas search --workdir {spec}` with its config to complete it')
+    if spec.endswith(('.txt', '.json')):
         if not os.path.isfile(spec):
             raise RetrainError(f'genotype file {spec} does not exist')
         with open(spec) as f:
-            return resolve_genotype(f.read())
-    if spec.startswith('|') or spec.isdigit():
-        from jaxnas.spaces import nb201
-        return nb201.resolve(spec)
-    if spec.endswith('.json') and os.path.isfile(spec):
-        with open(spec) as f:
-            obj = json.load(f)
-        if isinstance(obj, dict) and 'arch' in obj:
-            from jaxnas.spaces import nb201
-            return nb201.from_json(obj)
-        return darts.from_json(obj)
-    if os.sep in spec and not spec.startswith('Genotype('):
+            text = f.read()
+        if spec.endswith('.json'):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise RetrainError(f'genotype file {spec} is not valid JSON: {e}') from None
+            return spaces.parse_any(obj, prefer)[1]
+        return resolve_genotype(text, prefer)
+    if os.sep in spec.split('(')[0]:
         raise RetrainError(f'search directory or genotype file {spec} does not exist')
-    return darts.resolve(spec)
-
-
-def _darts_network(genotype, config, num_classes: int) -> nn.Module:
-    r = config.retrain
-    return evalnet.make_network(genotype, network=r.network, C=r.channels, num_classes=num_classes,
-                                layers=r.layers, auxiliary=r.auxiliary_weight > 0, aux_channels=tuple(r.aux_channels))
-
-
-class _NoAux(nn.Module):
-    """Adapter: a network returning logits, called with the evaluation-network contract."""
-    net: nn.Module
-
-    def __call__(self, x, train: bool = False, drop_prob=0.0):
-        del drop_prob
-        return self.net(x, train=train), None
-
-
-def _nb201_network(genotype, config, num_classes: int) -> nn.Module:
-    try:
-        from jaxnas.spaces.nb201 import network as nb201_net
-    except ImportError:
-        raise RetrainError('NAS-Bench-201 networks need jaxnas.nb201_net, which is not installed') from None
-    r = config.retrain
-    return _NoAux(nb201_net.NB201Network(genotype, r.channels, r.cells_per_stage, num_classes))
-
-
-def _builders() -> dict:
-    builders = {darts.Genotype: _darts_network}
-    try:
-        from jaxnas.spaces import nb201
-        builders[nb201.Genotype] = _nb201_network
-    except ImportError:
-        pass
-    return builders
+    return spaces.parse_any(spec, prefer)[1]
 
 
 def build_network(genotype, config, num_classes: int) -> nn.Module:
-    """The evaluation network of ``genotype``, chosen by the genotype's type."""
-    builder = _builders().get(type(genotype))
-    if builder is None:
-        raise RetrainError(f'no evaluation network for a genotype of type {type(genotype).__name__}')
-    return builder(genotype, config, num_classes)
+    """The evaluation network of ``genotype``, built by the space the genotype belongs to."""
+    space = spaces.of_genotype(genotype)
+    space.check_config(config)
+    return space.eval_network(genotype, config.retrain, num_classes)
 
 
 # ----------------------------------------------------------------------------------------
@@ -384,7 +342,8 @@ class Trainer:
         r = self.r
         params = jax.tree.map(lambda a: a[0], state.params)
         batch_stats = jax.tree.map(lambda a: a[0], state.batch_stats)
-        main, aux = evalnet.split_aux_params(params)
+        main = {k: v for k, v in params.items() if k != 'aux_head'}  # the contract's auxiliary-head key
+        aux = params.get('aux_head', {})
         x = jnp.zeros((r.latency_batch_size,) + self.data.train_x.shape[1:], jnp.float32)
         predict = make_predict(self.net)
         out = {'params': metrics.count_params(main), 'aux_head_params': metrics.count_params(aux)}
@@ -528,7 +487,7 @@ def run_retrain(config, workdir: str, genotype_spec: str, *, progress: bool = Tr
                 max_epochs: Optional[int] = None) -> dict:
     """``jaxnas retrain``: the genotype's network over ``retrain.num_seeds`` seeds."""
     validate(config)
-    genotype = resolve_genotype(genotype_spec)
+    genotype = resolve_genotype(genotype_spec, config.space)
     data = load_data(config, 'test')
     net = build_network(genotype, config, data.num_classes)
     seeds = [config.seed + k for k in range(config.retrain.num_seeds)]

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax, spaces
-from jaxnas.spaces.darts import supernet
 from jaxnas.checkpoint import Checkpointer
 from jaxnas.errors import JaxnasError
 
@@ -59,8 +58,7 @@ class Searcher:
         r = self.relaxation
         self.mode = config.search.mode or r.mode
         K = r.partial_channels if self.mode == 'partial_channel' else 1
-        build = lambda mode: supernet.make_search_network(config.space, m, self.data.num_classes, mode=mode,
-                                                          partial_channels=K)
+        build = lambda mode: self.space.search_network(m, self.data.num_classes, mode=mode, partial_channels=K)
         self.net = build(self.mode)
         # Same variables, every op computed: the Hessian diagnostic and dense evaluation.
         self.dense_net = self.net if self.mode == 'partial_channel' else build('dense')
@@ -90,7 +88,7 @@ class Searcher:
     def init_state(self) -> bilevel.SearchState:
         key = jax.random.PRNGKey(self.config.seed)
         k_arch, k_params, k_run = jax.random.split(key, 3)
-        arch = self.relaxation.init(k_arch, self.space.ARCH_SHAPES)
+        arch = self.relaxation.init(k_arch, self.space.arch_shapes)
         sample = jnp.zeros((2,) + self.data.train_x.shape[1:], jnp.float32)
         seed = int(jax.random.randint(k_params, (), 0, 2 ** 31 - 1))
         variables = ops.init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
@@ -133,9 +131,7 @@ class Searcher:
 
     def derive(self, weights: dict):
         """The genotype of the normalized weights (the space's rule; FairDARTS' threshold)."""
-        if self.relaxation.threshold is not None:
-            return self.space.derive(weights, threshold=self.relaxation.threshold)
-        return self.space.derive(weights)
+        return self.space.derive(weights, threshold=self.relaxation.threshold)
 
     def dominant_eigenvalue(self, state, epoch: int) -> float:
         """Dominant eigenvalue of the validation-loss Hessian w.r.t. the architecture, on
@@ -149,17 +145,11 @@ class Searcher:
 
     def diagnostics(self, state, weights: dict, genotype, epoch: int) -> dict:
         """Collapse indicators: skip / parameter-free op counts, entropy, Hessian eigenvalue."""
-        cell = self.space.CELL_TYPES[0]
-        out = {
-            'skip_connect_normal': genotype.count(('skip_connect',), cell),
-            'parameter_free_normal': genotype.count(self.space.PARAMETER_FREE, cell),
-            'entropy': relax.entropy(weights),
-        }
+        out = {**self.space.diagnostics(weights, genotype, self.relaxation.threshold),
+               'entropy': relax.entropy(weights)}
         every = self.config.search.hessian_every
         if every and (epoch % every == 0 or epoch == self.config.search.epochs):
             out['hessian_eigenvalue'] = self.dominant_eigenvalue(state, epoch)
-        if self.relaxation.threshold is not None and hasattr(self.space, 'edges_below'):
-            out['edges_below_threshold'] = self.space.edges_below(weights, genotype, self.relaxation.threshold)
         return out
 
 
@@ -256,19 +246,16 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     if done >= epochs:
         test = searcher.eval_split(state, searcher.data.test_x, searcher.data.test_y)
         val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
-        cell = searcher.space.CELL_TYPES[0]
         summary.update({'supernet_val_acc': val['acc'], 'supernet_test_acc': test['acc'],
-                        'skip_connect_normal': genotype.count(('skip_connect',), cell),
-                        'parameter_free_normal': genotype.count(searcher.space.PARAMETER_FREE, cell),
+                        **searcher.space.diagnostics(weights, genotype, searcher.relaxation.threshold),
                         'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params)))})
-        if config.space == 'nb201':
-            from jaxnas.spaces.nb201 import tabular
-            summary['tabular'] = tabular.score_genotype(config.tabular.path, genotype)
+        if searcher.space.tabular is not None:
+            summary['tabular'] = searcher.space.tabular.score(config.tabular.path, genotype)
             if 'error' in summary['tabular']:
                 bar.write(f"tabular scores skipped: {summary['tabular']['error']}")
         with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
             f.write(str(genotype) + '\n')
-        _write_json(os.path.join(workdir, 'genotype.json'), genotype.to_json())
+        _write_json(os.path.join(workdir, 'genotype.json'), searcher.space.to_json(genotype))
         _write_json(os.path.join(workdir, 'alphas.json'), {k: v.tolist() for k, v in weights.items()})
         _write_json(os.path.join(workdir, 'summary.json'), summary)
     return summary

@@ -4,18 +4,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import relax
+from jaxnas import relax, spaces
 from jaxnas.errors import JaxnasError
-from jaxnas.spaces import darts, nb201
+from jaxnas.spaces import darts
 
-SPACES = {'darts': darts, 'nb201': nb201}
+SPACES = {name: spaces.get(name) for name in spaces.names()}
 STOCHASTIC = {'gdas', 'snas', 'drnas', 'random_path'}
 NO_ARCH_GRADIENT = {'random_path'}
 
 
 def _setup(name, space):
     r = relax.make_relaxation(name, space=space, total_steps=50)
-    logits = r.init(jax.random.PRNGKey(0), space.ARCH_SHAPES)
+    logits = r.init(jax.random.PRNGKey(0), space.arch_shapes)
     # spread the logits so the relaxed weights are far from uniform
     logits = {k: v * 1000.0 for k, v in logits.items()}
     return r, logits
@@ -29,16 +29,16 @@ def test_registry_contract(name, space_name):
     assert r.mode in relax.MODES
     mix = r.weights(logits, jax.random.PRNGKey(1), 10)
     norm = r.normalized(logits)
-    assert set(mix) == set(norm) == set(space.ARCH_SHAPES)
-    for k, shape in space.ARCH_SHAPES.items():
+    assert set(mix) == set(norm) == set(space.arch_shapes)
+    for k, shape in space.arch_shapes.items():
         assert mix[k].shape == norm[k].shape == shape
         m, n = np.asarray(mix[k]), np.asarray(norm[k])
         assert np.isfinite(m).all() and (m >= 0).all() and (n >= 0).all()
         if name == 'fairdarts':                      # independent sigmoids
             assert (n < 1).all() and not np.allclose(n.sum(-1), 1)
         elif name == 'pcdarts':                      # op softmax x edge softmax over each node's edges
-            per_node = np.bincount(space.EDGE_TARGETS, weights=n.sum(-1))
-            np.testing.assert_allclose(per_node[np.unique(space.EDGE_TARGETS)], 1.0, rtol=1e-5)
+            per_node = np.bincount(space.edge_targets, weights=n.sum(-1))
+            np.testing.assert_allclose(per_node[np.unique(space.edge_targets)], 1.0, rtol=1e-5)
         else:
             np.testing.assert_allclose(m.sum(-1), 1.0, rtol=1e-5)
             np.testing.assert_allclose(n.sum(-1), 1.0, rtol=1e-5)
@@ -48,7 +48,7 @@ def test_registry_contract(name, space_name):
     other = r.weights(logits, jax.random.PRNGKey(2), 10)
     assert any(not np.array_equal(mix[k], other[k]) for k in mix) == (name in STOCHASTIC)
     # gradients to every architecture parameter are finite (and not all zero)
-    target = {k: jax.random.normal(jax.random.PRNGKey(3), s) for k, s in space.ARCH_SHAPES.items()}
+    target = {k: jax.random.normal(jax.random.PRNGKey(3), s) for k, s in space.arch_shapes.items()}
     g = jax.grad(lambda a: sum(jnp.sum(w * target[k]) for k, w in r.weights(a, jax.random.PRNGKey(1), 10).items())
                  + r.penalty(a))(logits)
     assert set(g) == set(logits)
@@ -60,7 +60,7 @@ def test_registry_contract(name, space_name):
 
 @pytest.mark.parametrize('name', ['gdas', 'random_path'])
 def test_single_path_relaxations_are_one_hot(name):
-    r, logits = _setup(name, darts)
+    r, logits = _setup(name, darts.SPACE)
     mix = r.weights(logits, jax.random.PRNGKey(4), 0)
     for m in mix.values():
         m = np.asarray(m)
@@ -121,7 +121,7 @@ def test_fairdarts_zero_one_loss_pushes_weights_to_zero_or_one():
 
 
 def test_pcdarts_edge_weights_enter_the_derivation():
-    r = relax.make_relaxation('pcdarts', space=darts, k=2)
+    r = relax.make_relaxation('pcdarts', space=darts.SPACE, k=2)
     logits = r.init(jax.random.PRNGKey(0), darts.ARCH_SHAPES)
     assert logits['normal_beta'].shape == (darts.NUM_EDGES,) and r.partial_channels == 2
     # node 0 has edges 0 and 1; both prefer sep_conv_3x3 equally, beta decides

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from jaxnas.errors import JaxnasError
-from jaxnas.spaces.base import ChoiceCodec, EdgeShape, SearchSpace  # noqa: F401
+from jaxnas.spaces.base import ChoiceCodec, EdgeShape, SearchSpace, TabularBenchmark  # noqa: F401
 
 REGISTRY = {
     'darts': 'jaxnas.spaces.darts',

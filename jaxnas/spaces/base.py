@@ -28,6 +28,12 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from jaxnas.errors import JaxnasError
+
+
+class ChoiceError(JaxnasError):
+    """A choice space, or a candidate vector or genotype it cannot encode."""
+
 
 class EdgeShape(NamedTuple):
     """One edge of a search network as a cost model sees it: the input of its ops
@@ -53,6 +59,17 @@ class ChoiceCodec(NamedTuple):
     sizes: tuple
     decode: Callable[[Sequence[int]], Any]
     encode: Callable[[Any], list]
+
+
+class TabularBenchmark(NamedTuple):
+    """A tabular benchmark of a space (NAS-Bench-201 / NATS-Bench): ``open(path)`` gives a
+    handle, ``query(handle, genotype, dataset=, hp=)`` one cell's record (``None`` when the
+    file lacks it), ``score(path, genotype)`` the summary a search reports (with an
+    ``'error'`` entry instead when the file is missing)."""
+    name: str
+    open: Callable
+    query: Callable
+    score: Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +98,7 @@ class SearchSpace:
     edge_shapes: Callable                        # (model cfg, input_shape (H, W, C)) -> {cell: [EdgeShape]}
     check_config: Callable = lambda config: None  # raise ConfigError for model fields the space cannot build
     published: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    tabular: Optional[Callable] = None           # (path, genotype) -> scores dict, if the space has a benchmark
+    tabular: Optional[TabularBenchmark] = None   # its tabular benchmark, if it has one
 
     def is_genotype(self, g) -> bool:
         return isinstance(g, self.genotype_type)

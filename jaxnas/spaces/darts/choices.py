@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 
-from jaxnas.spaces.base import ChoiceCodec
+from jaxnas.spaces.base import ChoiceCodec, ChoiceError
 from jaxnas.spaces.darts import genotype as G
 
 OPS = tuple(p for p in G.PRIMITIVES if p != 'none')
@@ -36,7 +36,6 @@ def decode(v) -> G.Genotype:
 
 
 def encode(g) -> list:
-    from jaxnas.spaces.choices import ChoiceError
     G.validate(g)
     out = []
     for cell in G.CELL_TYPES:

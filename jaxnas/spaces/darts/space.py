@@ -74,10 +74,17 @@ def edge_shapes(model, input_shape) -> dict:
 
 
 def check_config(config) -> None:
+    """The search network's and the evaluation network's fields this space reads."""
     from jaxnas.config import ConfigError
-    if config.model.layers < 3:
-        raise ConfigError(f'bad config value model.layers={config.model.layers}: must be >= 3 '
-                          '(two reduction cells and a normal one)')
+    from jaxnas.spaces.darts.evalnet import NETWORKS
+    for field in ('model.layers', 'retrain.layers'):
+        section, name = field.split('.')
+        if section in config and config[section][name] < 3:
+            raise ConfigError(f'bad config value {field}={config[section][name]}: must be >= 3 '
+                              '(two reduction cells and a normal one)')
+    if 'retrain' in config and config.retrain.network not in NETWORKS:
+        raise ConfigError(f'bad config value retrain.network={config.retrain.network!r}: '
+                          f"choose one of {', '.join(NETWORKS)}")
 
 
 SPACE = SearchSpace(

@@ -4,7 +4,7 @@ from __future__ import annotations
 import flax.linen as nn
 import numpy as np
 
-from jaxnas.spaces.base import EdgeShape, SearchSpace
+from jaxnas.spaces.base import EdgeShape, SearchSpace, TabularBenchmark
 from jaxnas.spaces.nb201 import choices as codec
 from jaxnas.spaces.nb201 import genotype as G
 
@@ -63,9 +63,15 @@ def edge_shapes(model, input_shape) -> dict:
     return {'cell': out}
 
 
-def tabular(path, genotype) -> dict:
-    from jaxnas.spaces.nb201 import tabular as T
-    return T.score_genotype(path, genotype)
+def _tabular(fn: str):
+    def call(*args, **kwargs):
+        from jaxnas.spaces.nb201 import tabular
+        return getattr(tabular, fn)(*args, **kwargs)
+    return call
+
+
+TABULAR = TabularBenchmark('NATS-Bench tss (NAS-Bench-201)', open=_tabular('open_benchmark'),
+                           query=_tabular('query'), score=_tabular('score_genotype'))
 
 
 def from_json(obj):
@@ -78,4 +84,4 @@ SPACE = SearchSpace(
     genotype_type=G.Genotype, init_arch=G.init_arch, sample=G.sample, derive=derive, parse=G.resolve,
     from_json=from_json, to_json=lambda g: g.to_json(), one_hot=one_hot, choices=codec.make_codec,
     search_network=search_network, eval_network=eval_network, draw=draw, diagnostics=diagnostics,
-    edge_shapes=edge_shapes, tabular=tabular)
+    edge_shapes=edge_shapes, tabular=TABULAR)
