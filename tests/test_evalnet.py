@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxnas import baseline, ops
+from jaxnas.ops.eval_forms import EVAL_FORMS, is_identity
 from jaxnas.spaces.darts import evalnet
 from jaxnas.spaces import darts
 
@@ -87,6 +88,12 @@ def test_conv_helpers_match_lax():
         ref = jax.lax.conv_general_dilated(x, w, (stride, stride), [(1, 1), (1, 1)],
                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
         np.testing.assert_allclose(evalnet.conv2d(x, w, stride, 1), ref, rtol=1e-5, atol=1e-5)
+    # the asymmetric convs of conv_7x1_1x7: 1x7 strided along W, 7x1 strided along H
+    for kernel, stride, pad in (((1, 7), (1, 2), (0, 3)), ((7, 1), (2, 1), (3, 0))):
+        w = jax.random.normal(jax.random.key(3), kernel + (3, 5))
+        ref = jax.lax.conv_general_dilated(x, w, stride, [(pad[0], pad[0]), (pad[1], pad[1])],
+                                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        np.testing.assert_allclose(evalnet.conv2d(x, w, stride, pad), ref, rtol=1e-5, atol=1e-5)
     dw = jax.random.normal(jax.random.key(2), (5, 5, 3))
     for stride, dil in ((1, 1), (2, 1), (1, 2), (2, 2)):
         pad = dil * 2
@@ -116,3 +123,66 @@ def test_baseline_param_formula_and_matching(blocks):
         assert w1 <= w2 <= w3
     with pytest.raises(baseline.BaselineError, match='closest baseline'):
         baseline.make_baseline(50, blocks=blocks, in_channels=3, num_classes=10, tolerance=0.01)
+
+
+# ---- genotypes of any node count: NASNet and AmoebaNet (quark0/darts genotypes.py) ----
+
+# Parameter counts of the reference code's own networks (quark0/darts cnn/model.py,
+# NetworkCIFAR(36, 10, 20, True, g) and NetworkImageNet(48, 1000, 14, True, g)), counted with
+# PyTorch 2.13 (CPU) from a scratch copy of the reference code: every parameter whose name
+# lacks 'auxiliary' (as its utils.count_parameters_in_MB) and the auxiliary head apart. The
+# same script reproduced published.md's DARTS_V1/V2 and aux-head counts exactly.
+REFERENCE_COUNTS = {
+    ('NASNet', 'cifar'): (3_830_950, 457_994),
+    ('AmoebaNet', 'cifar'): (3_145_078, 457_994),
+    ('NASNet', 'imagenet'): (5_564_320, 1_236_200),
+    ('AmoebaNet', 'imagenet'): (4_627_360, 1_236_200),
+    ('DARTS_V2', 'imagenet'): (4_718_752, 1_260_776),
+}
+
+
+@pytest.mark.parametrize('name,network', list(REFERENCE_COUNTS))
+def test_reference_param_counts_of_any_node_count(name, network):
+    C, classes, layers, shape = (36, 10, 20, (32, 32, 3)) if network == 'cifar' else (48, 1000, 14, (224, 224, 3))
+    net = evalnet.make_network(darts.PUBLISHED[name], network=network, C=C, num_classes=classes, layers=layers)
+    counts = evalnet.param_counts(net, shape)
+    assert (counts['network'], counts['aux_head']) == REFERENCE_COUNTS[name, network]
+
+
+def test_eval_forms_cover_the_genotype_vocabulary():
+    assert set(EVAL_FORMS) == set(darts.GENOTYPE_OPS) - {'none'}
+    assert is_identity('skip_connect', 1) and not is_identity('skip_connect', 2)
+    assert not any(is_identity(op, 1) for op in EVAL_FORMS if op != 'skip_connect')
+
+
+def test_channel_bookkeeping_follows_concat_length():
+    g = darts.PUBLISHED['NASNet']
+    specs, C_aux, C_last = evalnet.cell_specs(g, 8, 5, 24, False)
+    # reductions at cells 1 and 3: the reduce cell concatenates 3 nodes, the normal cell 5
+    assert [s.C for s, _, _ in specs] == [8, 16, 16, 32, 32]
+    assert [(s.C_pp, s.C_p) for s, _, _ in specs] == [(24, 24), (24, 40), (40, 48), (48, 80), (80, 96)]
+    assert C_aux == 3 * 32 and C_last == 5 * 32
+
+
+@pytest.mark.parametrize('name', ['NASNet', 'AmoebaNet'])
+@pytest.mark.parametrize('network,shape', [('cifar', (32, 32, 3)), ('imagenet', (64, 64, 3))])
+def test_any_node_count_forward_with_drop_path(name, network, shape):
+    net = evalnet.make_network(darts.PUBLISHED[name], network=network, C=4, num_classes=7, layers=3,
+                               aux_channels=(4, 8))
+    x = jax.random.normal(jax.random.key(0), (2,) + shape)
+    v = ops.init_variables(net, 0, x, train=True)
+    step = jax.jit(lambda v, x, k: net.apply(v, x, train=True, drop_prob=0.3, rngs={'drop_path': k},
+                                             mutable=['batch_stats'])[0])
+    logits, aux = step(v, x, jax.random.key(1))
+    assert logits.shape == (2, 7) and aux.shape == (2, 7)
+    assert np.all(np.isfinite(logits)) and np.all(np.isfinite(aux))
+    assert not np.allclose(logits, step(v, x, jax.random.key(2))[0])  # drop path is on
+
+
+def test_unknown_eval_op_is_a_clear_error():
+    g = darts.PUBLISHED['DARTS_V2']._replace(normal=(('conv_9x9', 0),) + darts.PUBLISHED['DARTS_V2'].normal[1:])
+    net = evalnet.NetworkCIFAR(g, 4, 10, 3)
+    with pytest.raises(evalnet.NetworkError, match="'conv_9x9' has no evaluation-network module"):
+        jax.eval_shape(lambda x: net.init(jax.random.key(0), x), jnp.zeros((1, 8, 8, 3)))
+    with pytest.raises(darts.GenotypeError, match="unknown op 'conv_9x9'"):
+        evalnet.make_network(g, C=4, num_classes=10, layers=3)

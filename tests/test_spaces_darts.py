@@ -79,12 +79,16 @@ def test_derive_ties_follow_stable_order():
     (DARTS_V2_TEXT.replace("'dil_conv_3x3'", "'conv_7x7'"), "unknown op 'conv_7x7'"),
     (DARTS_V2_TEXT.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"), 'does not exist yet'),
     (DARTS_V2_TEXT.replace("('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat", "('skip_connect', 0)], normal_concat"),
-     'needs 8'),
+     'positive even number'),
     (DARTS_V2_TEXT.replace(", reduce_concat=[2, 3, 4, 5]", ''), 'lacks field'),
     (DARTS_V2_TEXT[:-5], 'cannot parse'),
     ("Genotype(normal=__import__('os'), normal_concat=[2], reduce=[], reduce_concat=[2])", 'not a literal'),
     ('Genome(normal=[])', 'must be a Genotype'),
-    (DARTS_V2_TEXT.replace('normal_concat=[2, 3, 4, 5]', 'normal_concat=[1, 9]'), 'intermediate nodes'),
+    (DARTS_V2_TEXT.replace('normal_concat=[2, 3, 4, 5]', 'normal_concat=[1, 9]'), 'must name states 0..5'),
+    (DARTS_V2_TEXT.replace('reduce_concat=[2, 3, 4, 5]', 'reduce_concat=[1, 2, 3]'), 'inputs are not yet reduced'),
+    (DARTS_V2_TEXT.replace('normal_concat=[2, 3, 4, 5]', 'normal_concat=[2, 3, 3]'), 'names a state twice'),
+    (DARTS_V2_TEXT.replace('normal_concat=[2, 3, 4, 5]', 'normal_concat=[]'), 'must name states'),
+    (DARTS_V2_TEXT.replace("('dil_conv_3x3', 2)", "('none', 2)"), "'none' edges are dropped"),
 ])
 def test_malformed_genotype_text_is_rejected_with_one_line(text, message):
     with pytest.raises(GenotypeError) as info:
@@ -106,3 +110,79 @@ def test_sample_is_valid_and_deterministic():
         g = darts.sample(jax.random.PRNGKey(seed))
         darts.validate(g)
         assert g == darts.sample(jax.random.PRNGKey(seed))
+
+
+# ---- genotypes beyond the search space (the reference genotypes.py: NASNet, AmoebaNet) ----
+
+def test_nasnet_and_amoebanet_are_the_reference_genotypes():
+    # quark0/darts cnn/genotypes.py: 5 intermediate nodes, concats that skip nodes, ops outside
+    # the search primitives (sep_conv_7x7, conv_7x1_1x7).
+    nas, amoeba = darts.PUBLISHED['NASNet'], darts.PUBLISHED['AmoebaNet']
+    assert nas.num_nodes('normal') == nas.num_nodes('reduce') == 5
+    assert nas.normal_concat == (2, 3, 4, 5, 6) and nas.reduce_concat == (4, 5, 6)
+    assert nas.reduce[:2] == (('sep_conv_5x5', 1), ('sep_conv_7x7', 0))
+    assert nas.reduce[6] == ('skip_connect', 3)
+    assert amoeba.normal_concat == (4, 5, 6) and amoeba.reduce_concat == (3, 4, 6)
+    assert amoeba.reduce[-2:] == (('conv_7x1_1x7', 0), ('sep_conv_3x3', 5))
+    assert amoeba.count(('sep_conv_7x7',), 'reduce') == 2 and nas.count(('skip_connect',), 'normal') == 2
+    assert darts.from_text(str(nas)) == nas
+    assert str(nas).startswith("Genotype(normal=[('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ")
+
+
+def test_published_names_parse_through_the_space_registry():
+    from jaxnas import spaces
+    space = spaces.get('darts')
+    for name in ('NASNet', 'AmoebaNet'):
+        assert space.parse(name) == darts.PUBLISHED[name]
+        assert space.from_json(space.to_json(darts.PUBLISHED[name])) == darts.PUBLISHED[name]
+    assert spaces.parse_any('AmoebaNet')[1] == darts.PUBLISHED['AmoebaNet']
+
+
+def test_genotypes_of_any_node_count_validate():
+    three = [('sep_conv_7x7', 1), ('conv_7x1_1x7', 0), ('skip_connect', 2), ('avg_pool_3x3', 0),
+             ('dil_conv_5x5', 3), ('max_pool_3x3', 1)]
+    one = [('sep_conv_3x3', 0), ('sep_conv_3x3', 1)]
+    # normal and reduce with different node counts; a normal concat may include the inputs
+    g = darts.make_genotype(three, [0, 4, 2], one, [2])
+    assert g.num_nodes('normal') == 3 and g.num_nodes('reduce') == 1
+    assert darts.from_json(json.dumps(g.to_json())) == g
+    assert darts.from_text(str(g)) == g
+    with pytest.raises(GenotypeError, match='must name states 0..4'):
+        darts.make_genotype(three, [5], one, [2])
+    with pytest.raises(GenotypeError, match='intermediate nodes 2..2'):
+        darts.make_genotype(three, [2], one, [3])
+    with pytest.raises(GenotypeError, match='positive even number'):
+        darts.make_genotype([], [2], one, [2])
+    with pytest.raises(GenotypeError, match='node 4 takes input 4'):
+        darts.make_genotype(three[:4] + [('sep_conv_3x3', 4), ('sep_conv_3x3', 0)], [2], one, [2])
+
+
+@pytest.mark.parametrize('name', ['NASNet', 'AmoebaNet'])
+def test_search_space_functions_reject_genotypes_outside_it(name):
+    from jaxnas.spaces.base import ChoiceError
+    g = darts.PUBLISHED[name]
+    assert darts.search_space_problem(g) is not None
+    for call, error in [(lambda: darts.SPACE.one_hot(g), GenotypeError),
+                        (lambda: darts.SPACE.choices().encode(g), ChoiceError),
+                        (lambda: darts.edges_below({c: np.ones((14, 8)) for c in darts.CELL_TYPES}, g, 0.5),
+                         GenotypeError),
+                        (lambda: darts.check_search_space(g), GenotypeError)]:
+        with pytest.raises(error) as info:
+            call()
+        assert '\n' not in str(info.value)
+    with pytest.raises(GenotypeError, match='outside the DARTS search space'):
+        darts.edge_index(4, 0)
+    for published in ('DARTS_V1', 'DARTS_V2', 'PC_DARTS_cifar', 'GDAS_V1'):
+        assert darts.search_space_problem(darts.PUBLISHED[published]) is None
+        darts.SPACE.one_hot(darts.PUBLISHED[published])
+
+
+def test_search_space_stays_four_nodes_and_eight_primitives():
+    import jax
+    assert darts.ARCH_SHAPES == {'normal': (14, 8), 'reduce': (14, 8)}
+    assert set(darts.GENOTYPE_OPS) - set(darts.PRIMITIVES) == {'sep_conv_7x7', 'conv_7x1_1x7'}
+    g = darts.sample(jax.random.PRNGKey(0))
+    assert darts.search_space_problem(g) is None
+    w = {c: np.random.default_rng(1).random((14, 8)) for c in darts.CELL_TYPES}
+    assert darts.search_space_problem(darts.derive(w)) is None
+    assert darts.edges_below(w, darts.derive(w), 2.0) == 16

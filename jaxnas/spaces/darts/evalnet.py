@@ -33,8 +33,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnas import ops
 from jaxnas.errors import JaxnasError
+from jaxnas.nn import torch_uniform
+from jaxnas.ops.eval_forms import (EVAL_FORMS, Conv, FactorizedReduce, ReLUConvBN, batch_norm,  # noqa: F401
+                                   conv2d, depthwise_conv, is_identity)
 from jaxnas.spaces import darts
 
 
@@ -42,117 +44,11 @@ class NetworkError(JaxnasError):
     """An evaluation network that cannot be built (one line)."""
 
 
-# ----------------------------------------------------------------------------------------
-# Building blocks
-# ----------------------------------------------------------------------------------------
-
-def conv2d(x, w, stride: int = 1, padding: int = 0):
-    """Dense conv of ``x (B, H, W, Ci)`` with ``w (k, k, Ci, Co)`` as an im2col matmul."""
-    k = w.shape[0]
-    if padding:
-        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    H, W = x.shape[1], x.shape[2]
-    Ho, Wo = (H - k) // stride + 1, (W - k) // stride + 1
-    if k == 1:
-        patches = x[:, ::stride, ::stride, :][:, :Ho, :Wo]
-    else:
-        patches = jnp.concatenate(
-            [x[:, i:i + (Ho - 1) * stride + 1:stride, j:j + (Wo - 1) * stride + 1:stride, :]
-             for i in range(k) for j in range(k)], axis=-1)
-    return jnp.einsum('bhwk,kd->bhwd', patches, w.reshape(-1, w.shape[-1]))
-
-
-class Conv(nn.Module):
-    """Bias-free k x k conv with PyTorch's default init (fan-in uniform)."""
-    features: int
-    k: int
-    stride: int = 1
-    padding: int = 0
-
-    @nn.compact
-    def __call__(self, x):
-        cin = x.shape[-1]
-        w = self.param('kernel', ops.torch_uniform(self.k * self.k * cin), (self.k, self.k, cin, self.features))
-        return conv2d(x, w.astype(x.dtype), self.stride, self.padding)
-
-
-def batch_norm(C: int, name: Optional[str] = None) -> ops.BatchNorm:
-    """Affine BatchNorm (PyTorch semantics) for ``(B, H, W, C)`` activations."""
-    return ops.BatchNorm((C,), affine=True, name=name)
-
-
 def drop_path(x, drop_prob, key):
     """Zero whole examples with probability ``drop_prob``, scale the rest by ``1/keep``."""
     keep = 1.0 - jnp.asarray(drop_prob, jnp.float32)
     mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
     return x * (mask / keep).astype(x.dtype)
-
-
-def depthwise_conv(x, w, stride: int = 1, dilation: int = 1):
-    """Depthwise k x k conv of ``x (B, H, W, C)`` with ``w (k, k, C)``, padding
-    ``dilation * (k - 1) // 2``, as an unrolled sum of ``k * k`` shifted products.
-
-    One edge at a time (unlike the supernet's batched edge groups), the unrolled taps
-    compile to one fused loop and a cheap backward pass; :func:`jaxnas.ops.depthwise`'s
-    tap ``scan`` (built for batched edge groups) trained this network several times
-    slower per step on XLA:CPU.
-    """
-    k = w.shape[0]
-    pad = dilation * (k - 1) // 2
-    H, W = x.shape[1], x.shape[2]
-    Ho = ops.out_size(H, k, stride, pad, dilation)
-    Wo = ops.out_size(W, k, stride, pad, dilation)
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    out = None
-    for i in range(k):
-        for j in range(k):
-            sl = xp[:, i * dilation:i * dilation + (Ho - 1) * stride + 1:stride,
-                    j * dilation:j * dilation + (Wo - 1) * stride + 1:stride, :]
-            term = sl * w[i, j].astype(x.dtype)
-            out = term if out is None else out + term
-    return out
-
-
-class DilConv(nn.Module):
-    """ReLU, depthwise k x k (dilation d), pointwise 1x1, affine BN (reference DilConv)."""
-    C: int
-    k: int
-    stride: int
-    dilation: int
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        C, k = self.C, self.k
-        dw = self.param('depthwise', ops.torch_uniform(k * k), (k, k, C))
-        pw = self.param('pointwise', ops.torch_uniform(C), (C, C))
-        y = depthwise_conv(jax.nn.relu(x), dw, self.stride, self.dilation)
-        y = jnp.einsum('bhwc,cd->bhwd', y, pw.astype(y.dtype))
-        return batch_norm(C)(y, train)
-
-
-class SepConv(nn.Module):
-    """Two DilConv blocks with dilation 1, the first one strided (reference SepConv)."""
-    C: int
-    k: int
-    stride: int
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        x = DilConv(self.C, self.k, self.stride, 1)(x, train)
-        return DilConv(self.C, self.k, 1, 1)(x, train)
-
-
-EVAL_CONVS = {
-    'sep_conv_3x3': lambda C, stride: SepConv(C, 3, stride),
-    'sep_conv_5x5': lambda C, stride: SepConv(C, 5, stride),
-    'dil_conv_3x3': lambda C, stride: DilConv(C, 3, stride, 2),
-    'dil_conv_5x5': lambda C, stride: DilConv(C, 5, stride, 2),
-}
-
-
-def _lift(module, x, train):
-    """Apply a :mod:`jaxnas.ops` module (inputs ``(N, S, B, H, W, C)``) to one ``(B, H, W, C)``."""
-    return module(x[None, None], train)[0, 0]
 
 
 # ----------------------------------------------------------------------------------------
@@ -169,8 +65,11 @@ class CellSpec(NamedTuple):
 
 
 class EvalCell(nn.Module):
-    """One discrete DARTS cell: node ``i`` = op1(state j1) + op2(state j2); output the
-    concatenation of the ``concat`` states."""
+    """One discrete DARTS cell of any node count, as the reference ``model.Cell``: node
+    ``k`` = op1(state j1) + op2(state j2) for the ``k``-th two ``(op, input)`` pairs of
+    ``gene``; edges from the two cell inputs are strided in a reduction cell; the output
+    is the channel concatenation of the ``concat`` states (``len(concat) * C`` channels).
+    Every edge is built through :data:`jaxnas.ops.eval_forms.EVAL_FORMS`."""
     gene: tuple
     concat: tuple
     spec: CellSpec
@@ -180,40 +79,25 @@ class EvalCell(nn.Module):
         sp = self.spec
         C = sp.C
         if sp.reduction_prev:
-            s0 = _lift(ops.FactorizedReduce(sp.C_pp, C, affine=True), s0, train)
+            s0 = FactorizedReduce(sp.C_pp, C)(s0, train)
         else:
-            s0 = _lift(ops.ReLUConvBN(sp.C_pp, C, affine=True), s0, train)
-        s1 = _lift(ops.ReLUConvBN(sp.C_p, C, affine=True), s1, train)
+            s0 = ReLUConvBN(sp.C_pp, C)(s0, train)
+        s1 = ReLUConvBN(sp.C_p, C)(s1, train)
         states = [s0, s1]
         dropping = train and not self.is_initializing() and not (isinstance(drop_prob, (int, float)) and drop_prob == 0)
         for i in range(len(self.gene) // 2):
             node = None
             for name, j in self.gene[2 * i:2 * i + 2]:
                 stride = 2 if sp.reduction and j < darts.NUM_INPUTS else 1
-                h, identity = _apply_op(name, C, stride, states[j], train)
-                if dropping and not identity:
+                if name not in EVAL_FORMS:
+                    raise NetworkError(f"genotype op {name!r} has no evaluation-network module; ops with one: "
+                                       f"{', '.join(EVAL_FORMS)}")
+                h = EVAL_FORMS[name](C, stride)(states[j], train)
+                if dropping and not is_identity(name, stride):
                     h = drop_path(h, drop_prob, self.make_rng('drop_path'))
                 node = h if node is None else node + h
             states.append(node)
         return jnp.concatenate([states[c] for c in self.concat], axis=-1)
-
-
-def _apply_op(name: str, C: int, stride: int, x, train: bool):
-    """``(output, is_identity)`` of one genotype op on ``x (B, H, W, C)``.
-
-    Pools are bare, as in the reference evaluation network (the search network adds an
-    affine-free BatchNorm after them); everything else comes from :data:`jaxnas.ops.OPS`
-    with affine BatchNorm.
-    """
-    if name in ops.POOL_KINDS:
-        return ops.pool(x, ops.POOL_KINDS[name], stride), False
-    if name == 'skip_connect' and stride == 1:
-        return x, True
-    if name in EVAL_CONVS:
-        return EVAL_CONVS[name](C, stride)(x, train), False
-    if name not in ops.OPS or name == 'none':
-        raise NetworkError(f'genotype op {name!r} has no evaluation-network module')
-    return _lift(ops.make_op(name, C, stride, affine=True), x, train), False
 
 
 class _ScannedCell(nn.Module):
@@ -334,7 +218,7 @@ class AuxiliaryHead(nn.Module):
 
 
 def _classifier(num_classes: int, fan_in: int) -> nn.Dense:
-    return nn.Dense(num_classes, kernel_init=ops.torch_uniform(fan_in), bias_init=ops.torch_uniform(fan_in),
+    return nn.Dense(num_classes, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
                     name='classifier')
 
 

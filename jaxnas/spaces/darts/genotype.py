@@ -1,12 +1,23 @@
 """The DARTS CNN cell search space (Liu et al., ICLR 2019; public code quark0/darts).
 
-A cell has two inputs (the outputs of the two previous cells) and four intermediate
-nodes; node ``i`` receives one mixed edge from each of the ``2 + i`` earlier states, so a
-cell has 14 edges. Edge ``e`` of node ``i`` from state ``j`` has index
+A cell of the *search space* has two inputs (the outputs of the two previous cells) and
+four intermediate nodes; node ``i`` receives one mixed edge from each of the ``2 + i``
+earlier states, so a cell has 14 edges. Edge ``e`` of node ``i`` from state ``j`` has index
 ``EDGE_OFFSETS[i] + j``, the order of the reference code's ``_arch_parameters`` rows.
 
 Architecture logits are a pytree ``{'normal': (14, 8), 'reduce': (14, 8)}``; a relaxation
 turns them into mixing weights of the same shape.
+
+A :class:`Genotype` is more general than the search space, as in the reference code's
+``genotypes.py`` (whose NASNet and AmoebaNet have 5 intermediate nodes, concat lists that
+skip nodes and ops outside the 8 search primitives): each cell is an even number of
+``(op, input)`` pairs, two per intermediate node, node ``k`` (0-based) taking inputs from
+states ``0 .. 1 + k``; ops come from the reference ``OPS`` vocabulary
+(:data:`GENOTYPE_OPS`, without ``none``); a concat is any non-empty list of distinct
+states; normal and reduce cells may have different node counts. :func:`validate` checks
+that; :func:`check_search_space` additionally requires the search space's 4 nodes, 8
+primitives and full concat, and guards the functions that map genotypes into the search
+space (:func:`edges_below`, :func:`edge_index`, the one-hot mix, the choice codec).
 
 The :class:`Genotype` text form is the reference code's ``repr`` so published genotypes
 paste in, e.g. ``Genotype(normal=[('sep_conv_3x3', 1), ...], normal_concat=[2, 3, 4, 5],
@@ -43,6 +54,10 @@ ARCH_SHAPES = {cell: (NUM_EDGES, len(PRIMITIVES)) for cell in CELL_TYPES}
 # Intermediate node (0..3) each edge row feeds: edge normalisation (PC-DARTS) groups by it.
 EDGE_TARGETS = np.array([i for i in range(NUM_NODES) for _ in range(NUM_INPUTS + i)])
 PARAMETER_FREE = ('none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect')
+# Every op of the reference code's OPS dict (operations.py): the search primitives plus the
+# NASNet / AmoebaNet ops. A genotype may use any of them but `none`; each has an evaluation
+# form in jaxnas.ops.eval_forms.EVAL_FORMS.
+GENOTYPE_OPS = PRIMITIVES + ('sep_conv_7x7', 'conv_7x1_1x7')
 
 
 class GenotypeError(JaxnasError):
@@ -50,7 +65,15 @@ class GenotypeError(JaxnasError):
 
 
 def edge_index(node: int, source: int) -> int:
-    """Row of the architecture logits for the edge ``source -> node``."""
+    """Row of the architecture logits for the edge ``source -> node`` (``node`` 0-based)."""
+    if not 0 <= node < NUM_NODES:
+        raise GenotypeError(
+            f'node {node + NUM_INPUTS} is outside the DARTS search space, whose cells have {NUM_NODES} '
+            f'intermediate nodes ({NUM_INPUTS}..{NUM_INPUTS + NUM_NODES - 1}); a genotype with more nodes '
+            'can be retrained but has no place in the search space')
+    if not 0 <= source < NUM_INPUTS + node:
+        raise GenotypeError(f'node {node + NUM_INPUTS} has no edge from state {source} '
+                            f'(states 0..{NUM_INPUTS + node - 1} precede it)')
     return EDGE_OFFSETS[node] + source
 
 
@@ -79,7 +102,8 @@ def sample(key: jax.Array) -> 'Genotype':
 
 
 class Genotype(NamedTuple):
-    """A discrete DARTS cell pair: 8 ``(op, input)`` pairs per cell, two per node."""
+    """A discrete DARTS cell pair: ``(op, input)`` pairs per cell, two per intermediate
+    node (8 in the search space), and the states each cell concatenates."""
     normal: tuple
     normal_concat: tuple
     reduce: tuple
@@ -100,6 +124,10 @@ class Genotype(NamedTuple):
     def count(self, ops: Sequence[str], cell: str = 'normal') -> int:
         """How many edges of ``cell`` use one of ``ops``."""
         return sum(op in ops for op, _ in getattr(self, cell))
+
+    def num_nodes(self, cell: str = 'normal') -> int:
+        """Intermediate nodes of ``cell`` (two ``(op, input)`` pairs each)."""
+        return len(getattr(self, cell)) // 2
 
 
 def _fmt_cell(cell) -> str:
@@ -142,28 +170,65 @@ def make_genotype(normal, normal_concat, reduce, reduce_concat) -> Genotype:
 
 
 def validate(g: Genotype) -> None:
-    """Raise :class:`GenotypeError` unless ``g`` is a well-formed DARTS genotype."""
+    """Raise :class:`GenotypeError` unless ``g`` is a well-formed DARTS genotype of any node
+    count (the reference evaluation network can build it); see the module docstring."""
+    ops = [p for p in GENOTYPE_OPS if p != 'none']
     for name in CELL_TYPES:
         cell = getattr(g, name)
-        if len(cell) != 2 * NUM_NODES:
+        if not cell or len(cell) % 2:
             raise GenotypeError(
-                f'genotype {name} cell has {len(cell)} (op, input) pairs; a DARTS cell needs '
-                f'{2 * NUM_NODES} (two per intermediate node, nodes 2..{NUM_NODES + 1})')
+                f'genotype {name} cell has {len(cell)} (op, input) pairs; a DARTS cell needs a positive '
+                f'even number, two per intermediate node ({2 * NUM_NODES} in the search space)')
         for k, (op, j) in enumerate(cell):
             node = k // 2
-            if op not in PRIMITIVES or op == 'none':
-                raise GenotypeError(
-                    f"genotype {name} cell uses unknown op {op!r}; choose one of "
-                    f"{', '.join(p for p in PRIMITIVES if p != 'none')}")
+            if op not in ops:
+                hint = " ('none' edges are dropped when a genotype is derived)" if op == 'none' else ''
+                raise GenotypeError(f"genotype {name} cell uses unknown op {op!r}{hint}; choose one of "
+                                    f"{', '.join(ops)}")
             if not 0 <= j < NUM_INPUTS + node:
                 raise GenotypeError(
                     f'genotype {name} cell: node {node + NUM_INPUTS} takes input {j}, which does '
-                    f'not exist yet (inputs 0..{NUM_INPUTS + node - 1} are available)')
-        concat = getattr(g, f'{name}_concat')
-        if not concat or any(not NUM_INPUTS <= c < NUM_INPUTS + NUM_NODES for c in concat):
+                    f'not exist yet (states 0..{NUM_INPUTS + node - 1} are available)')
+        concat = list(getattr(g, f'{name}_concat'))
+        # The reference network concatenates any states; in a reduction cell the two inputs
+        # are still at the input resolution, so there only intermediate nodes fit.
+        first = NUM_INPUTS if name == 'reduce' else 0
+        last = NUM_INPUTS + len(cell) // 2 - 1
+        if not concat or any(not first <= c <= last for c in concat):
+            what = 'intermediate nodes' if first else 'states'
             raise GenotypeError(
-                f'genotype {name}_concat {list(concat)} must name intermediate nodes '
-                f'{NUM_INPUTS}..{NUM_INPUTS + NUM_NODES - 1}')
+                f'genotype {name}_concat {concat} must name {what} {first}..{last} of its '
+                f'{len(cell) // 2}-node cell' + (' (a reduction cell\'s inputs are not yet reduced)'
+                                                  if first and any(0 <= c < first for c in concat) else ''))
+        if len(set(concat)) != len(concat):
+            raise GenotypeError(f'genotype {name}_concat {concat} names a state twice; list each once')
+
+
+def search_space_problem(g: Genotype) -> str | None:
+    """Why a valid genotype ``g`` is outside the DARTS search space (4 nodes, the 8
+    primitives, all nodes concatenated), or ``None`` if it is inside."""
+    for name in CELL_TYPES:
+        cell = getattr(g, name)
+        if len(cell) != 2 * NUM_NODES:
+            return (f'its {name} cell has {len(cell) // 2} intermediate nodes; the search space\'s cells '
+                    f'have {NUM_NODES}')
+        for op, _ in cell:
+            if op not in PRIMITIVES:
+                return f"its {name} cell uses {op!r}, not one of the search primitives ({', '.join(PRIMITIVES[1:])})"
+        concat = tuple(getattr(g, f'{name}_concat'))
+        if concat != tuple(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES)):
+            return (f'its {name}_concat is {list(concat)}; the search network concatenates all nodes '
+                    f'{list(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))}')
+    return None
+
+
+def check_search_space(g: Genotype, purpose: str = 'this') -> None:
+    """Raise :class:`GenotypeError` unless ``g`` is a genotype of the DARTS search space."""
+    validate(g)
+    problem = search_space_problem(g)
+    if problem:
+        raise GenotypeError(f'the genotype is outside the DARTS search space, so {purpose} cannot use it: '
+                            f'{problem}. It can still be retrained (jaxnas retrain --genotype ...)')
 
 
 def _literal(node: ast.AST, name: str):
@@ -245,6 +310,7 @@ def derive_cell(weights: np.ndarray, threshold: float | None = None) -> tuple:
 
 def edges_below(weights: dict, genotype: 'Genotype', threshold: float) -> int:
     """How many chosen (op, input) pairs of ``genotype`` have weight below ``threshold``."""
+    check_search_space(genotype, 'the edge-threshold diagnostic')
     count = 0
     for cell in CELL_TYPES:
         w = np.asarray(weights[cell])
@@ -260,7 +326,10 @@ def derive(weights: dict, threshold: float | None = None) -> Genotype:
                     derive_cell(weights['reduce'], threshold), concat)
 
 
-# Published genotypes (quark0/darts genotypes.py; GDAS from Dong & Yang 2019).
+# Published genotypes (quark0/darts genotypes.py; GDAS from Dong & Yang 2019). NASNet
+# (Zoph et al., CVPR 2018) and AmoebaNet (Real et al., AAAI 2019) are the reference file's
+# transcriptions: 5 intermediate nodes, concats that skip nodes, sep_conv_7x7 and
+# conv_7x1_1x7; they are outside the search space but retrain in the evaluation networks.
 PUBLISHED = {
     'DARTS_V1': from_text(
         "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), "
@@ -287,6 +356,24 @@ PUBLISHED = {
         reduce=[('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('sep_conv_5x5', 2), ('sep_conv_5x5', 1),
                 ('dil_conv_5x5', 2), ('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_5x5', 1)],
         reduce_concat=[2, 3, 4, 5]),
+    'NASNet': make_genotype(
+        normal=[('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 0), ('sep_conv_3x3', 0),
+                ('avg_pool_3x3', 1), ('skip_connect', 0), ('avg_pool_3x3', 0), ('avg_pool_3x3', 0),
+                ('sep_conv_3x3', 1), ('skip_connect', 1)],
+        normal_concat=[2, 3, 4, 5, 6],
+        reduce=[('sep_conv_5x5', 1), ('sep_conv_7x7', 0), ('max_pool_3x3', 1), ('sep_conv_7x7', 0),
+                ('avg_pool_3x3', 1), ('sep_conv_5x5', 0), ('skip_connect', 3), ('avg_pool_3x3', 2),
+                ('sep_conv_3x3', 2), ('max_pool_3x3', 1)],
+        reduce_concat=[4, 5, 6]),
+    'AmoebaNet': make_genotype(
+        normal=[('avg_pool_3x3', 0), ('max_pool_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 2),
+                ('sep_conv_3x3', 0), ('avg_pool_3x3', 3), ('sep_conv_3x3', 1), ('skip_connect', 1),
+                ('skip_connect', 0), ('avg_pool_3x3', 1)],
+        normal_concat=[4, 5, 6],
+        reduce=[('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('max_pool_3x3', 0), ('sep_conv_7x7', 2),
+                ('sep_conv_7x7', 0), ('avg_pool_3x3', 1), ('max_pool_3x3', 0), ('max_pool_3x3', 1),
+                ('conv_7x1_1x7', 0), ('sep_conv_3x3', 5)],
+        reduce_concat=[3, 4, 6]),
 }
 
 
