@@ -1,25 +1,20 @@
-"""Candidate operations of the DARTS space, batched over edge groups.
+"""Ops: the registry (:mod:`jaxnas.ops.registry`), the built-in families
+(:mod:`jaxnas.ops.families`), the execution modes written once (:mod:`jaxnas.ops.modes`)
+and the built-in vocabulary, registered below -- one :func:`register` line per op.
 
-``OPS[name](C, stride, N, S)`` returns a Flax module, as the reference code's ``OPS``
-dict. To keep the XLA program small, the edges of a cell are not built one by one: an
-*edge group* applies one op to ``S`` source states for ``N`` target nodes at once, with
-weights of leading shape ``(N, S)``. Inputs are ``(S, B, H, W, C)`` (NHWC with the
-source axis in front); outputs broadcast to ``(N, S, B, H', W', C)``. Parameter-free
-ops (pools followed by an affine-free BatchNorm, identity) give the same result for every
-target, so they are computed once per source and returned with a leading axis of 1.
+The shared vocabulary is the DARTS reference code's ``OPS`` (quark0/darts
+``operations.py``): pools, ``skip_connect``, ``sep_conv_3x3/5x5/7x7``,
+``dil_conv_3x3/5x5``, ``none``, and ``conv_7x1_1x7`` (evaluation form only).
+NAS-Bench-201 registers its own ``avg_pool_3x3`` (no BatchNorm) and ``nor_conv_1x1/3x3``
+under ``space='nb201'``.
 
-Depthwise convolutions are written as sums of shifted multiply-adds (``lax.slice`` +
-broadcasting) and pointwise convolutions as batched matmuls (``einsum``). On XLA:CPU a
-grouped ``conv_general_dilated`` (``feature_group_count``) is many times slower, and a
-``vmap`` over per-edge kernels would turn every conv into a grouped conv.
-
-BatchNorm follows PyTorch: ``momentum`` 0.1, ``eps`` 1e-5, biased batch variance for
-normalisation and unbiased variance for the running estimate. In search, cells use
-BatchNorm without affine parameters, as the reference code.
+The op modules below (``OPS``, :func:`make_op`: one op batched over an ``(N, S)`` edge
+group, and the cells' ``ReLUConvBN`` / ``FactorizedReduce`` preprocessing) predate the
+registry; the search networks build their mixed edges from the registry's families.
+BatchNorm follows PyTorch (:mod:`jaxnas.nn`); in search, cells use BatchNorm without
+affine parameters, as the reference code.
 """
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -27,6 +22,11 @@ import jax.numpy as jnp
 
 from jaxnas.nn import (BatchNorm, channel_shuffle, depthwise, init_variables, out_size, pointwise, pool,  # noqa: F401
                        torch_uniform)
+from jaxnas.ops import families  # noqa: F401
+from jaxnas.ops.families import (BARE_POOLS, NOR_CONVS, POOLS, SEP_DIL_CONVS, SKIP, ZERO, ConvSpec,  # noqa: F401
+                                 Zero, factorized_reduce)
+from jaxnas.ops.registry import (BranchContext, EdgeGroup, Family, OpDef, batch_norm_slot, get,  # noqa: F401
+                                 lookup, names, register)
 
 
 def _zeros_out(x, lead, C, Ho, Wo):
@@ -56,13 +56,6 @@ class Identity(nn.Module):
         return x
 
 
-class Zero(nn.Module):
-    """The `none` op: contributes nothing, so it is not computed at all."""
-    @nn.compact
-    def __call__(self, x, train: bool):
-        return None
-
-
 class FactorizedReduce(nn.Module):
     """ReLU, two stride-2 1x1 convs on offset grids, concat, BatchNorm (halves H and W)."""
     C_in: int
@@ -73,21 +66,7 @@ class FactorizedReduce(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        half = self.C_out // 2
-        init = torch_uniform(self.C_in)
-        w1 = self.param('conv_1', init, (self.N, self.S, self.C_in, half))
-        w2 = self.param('conv_2', init, (self.N, self.S, self.C_in, self.C_out - half))
-        bn = BatchNorm((self.N, self.S, self.C_out), affine=self.affine)
-        H, W = x.shape[-3], x.shape[-2]
-        if H % 2 or W % 2:
-            raise ValueError(f'FactorizedReduce needs even spatial sizes, got {H}x{W}')
-        if self.is_initializing():
-            bn(x, train)
-            return _zeros_out(x, (self.N, self.S), self.C_out, H // 2, W // 2)
-        x = jax.nn.relu(x)
-        y = jnp.concatenate([pointwise(x[..., ::2, ::2, :], w1),
-                             pointwise(x[..., 1::2, 1::2, :], w2)], axis=-1)
-        return bn(y, train)
+        return factorized_reduce(self, x, train, self.C_in, self.C_out, self.N, self.S, self.affine)
 
 
 class ReLUConvBN(nn.Module):
@@ -153,25 +132,6 @@ def _skip(C, stride, N, S, affine=False):
     return Identity() if stride == 1 else FactorizedReduce(C, C, N, S, affine)
 
 
-class ConvSpec(NamedTuple):
-    """A conv primitive as ``blocks`` x (ReLU, depthwise k x k, pointwise, BN)."""
-    k: int
-    dilation: int
-    blocks: int
-
-
-# Batched forms used by the supernet's mixed op (jaxnas.supernet.MixedEdges).
-CONV_SPECS = {
-    'sep_conv_3x3': ConvSpec(3, 1, 2),
-    'sep_conv_5x5': ConvSpec(5, 1, 2),
-    'dil_conv_3x3': ConvSpec(3, 2, 1),
-    'dil_conv_5x5': ConvSpec(5, 2, 1),
-}
-POOL_KINDS = {'max_pool_3x3': 'max', 'avg_pool_3x3': 'avg'}
-
-
-
-
 OPS = {
     'none': lambda C, stride, N, S, affine=False: Zero(),
     'max_pool_3x3': lambda C, stride, N, S, affine=False: Pool('max', C, stride),
@@ -190,3 +150,25 @@ def make_op(name: str, C: int, stride: int, N: int = 1, S: int = 1, affine: bool
     if name not in OPS:
         raise JaxnasError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
     return OPS[name](C, stride, N, S, affine)
+
+
+# --- the built-in vocabulary ---------------------------------------------------------------
+# Family order (the order their weighted outputs are summed in) follows the first entry of
+# each family: convs, pools, skip, none (the DARTS supernet's order).
+
+for _name, _spec in (('sep_conv_3x3', ConvSpec(3, 1, 2)), ('sep_conv_5x5', ConvSpec(5, 1, 2)),
+                     ('sep_conv_7x7', ConvSpec(7, 1, 2)), ('dil_conv_3x3', ConvSpec(3, 2, 1)),
+                     ('dil_conv_5x5', ConvSpec(5, 2, 1))):
+    register(OpDef(_name, SEP_DIL_CONVS, _spec))
+register(OpDef('max_pool_3x3', POOLS, 'max', parameter_free=True))
+register(OpDef('avg_pool_3x3', POOLS, 'avg', parameter_free=True))
+register(OpDef('skip_connect', SKIP, parameter_free=True, identity=True))
+register(OpDef('none', ZERO, parameter_free=True))
+register(OpDef('conv_7x1_1x7', None))
+register(OpDef('avg_pool_3x3', BARE_POOLS, 'avg', parameter_free=True), space='nb201')
+register(OpDef('nor_conv_1x1', NOR_CONVS, 1), space='nb201')
+register(OpDef('nor_conv_3x3', NOR_CONVS, 3), space='nb201')
+
+# Views for older callers.
+CONV_SPECS = {n: get(n).spec for n in names() if get(n).family is SEP_DIL_CONVS}
+POOL_KINDS = {n: get(n).spec for n in names() if get(n).family is POOLS}
