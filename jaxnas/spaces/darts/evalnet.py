@@ -226,14 +226,28 @@ def _classifier(num_classes: int, fan_in: int) -> nn.Dense:
 # Networks
 # ----------------------------------------------------------------------------------------
 
-class NetworkCIFAR(nn.Module):
-    """The DARTS CIFAR evaluation network (C=36, 20 cells in the paper)."""
+class _Network(nn.Module):
+    """Fields and output heads shared by the two evaluation networks."""
     genotype: darts.Genotype
     C: int
     num_classes: int
     layers: int
     auxiliary: bool = True
     aux_channels: Sequence[int] = (128, 768)
+
+    def heads(self, out, aux_input, train: bool, aux_stride: int, aux_final_bn: bool):
+        """``(logits, aux_logits)``: global average pool + linear, and the auxiliary head
+        on the second reduction cell's output (training and init only)."""
+        aux = None
+        if self.auxiliary and (train or self.is_initializing()):
+            aux = AuxiliaryHead(self.num_classes, tuple(self.aux_channels), stride=aux_stride,
+                                final_bn=aux_final_bn, name='aux_head')(aux_input, train)
+        logits = _classifier(self.num_classes, out.shape[-1])(jnp.mean(out, axis=(1, 2)))
+        return logits, aux
+
+
+class NetworkCIFAR(_Network):
+    """The DARTS CIFAR evaluation network (C=36, 20 cells in the paper)."""
     stem_multiplier: int = 3
 
     @nn.compact
@@ -242,21 +256,11 @@ class NetworkCIFAR(nn.Module):
         s = Conv(C_stem, 3, padding=1, name='stem_conv')(x)
         s = batch_norm(C_stem, name='stem_bn')(s, train)
         s1, aux_input = CellStack(self.genotype, self.C, self.layers, C_stem, name='cells')(s, s, drop_prob, train)
-        aux = None
-        if self.auxiliary and (train or self.is_initializing()):
-            aux = AuxiliaryHead(self.num_classes, tuple(self.aux_channels), stride=3, name='aux_head')(aux_input, train)
-        logits = _classifier(self.num_classes, s1.shape[-1])(jnp.mean(s1, axis=(1, 2)))
-        return logits, aux
+        return self.heads(s1, aux_input, train, aux_stride=3, aux_final_bn=True)
 
 
-class NetworkImageNet(nn.Module):
+class NetworkImageNet(_Network):
     """The DARTS ImageNet mobile network (C=48, 14 cells): stride-8 stem of three 3x3 convs."""
-    genotype: darts.Genotype
-    C: int
-    num_classes: int
-    layers: int
-    auxiliary: bool = True
-    aux_channels: Sequence[int] = (128, 768)
 
     @nn.compact
     def __call__(self, x, train: bool = False, drop_prob=0.0):
@@ -269,12 +273,7 @@ class NetworkImageNet(nn.Module):
         s1 = batch_norm(C, name='stem1_bn')(s1, train)
         out, aux_input = CellStack(self.genotype, C, self.layers, C, reduction_prev=True, name='cells')(
             s0, s1, drop_prob, train)
-        aux = None
-        if self.auxiliary and (train or self.is_initializing()):
-            aux = AuxiliaryHead(self.num_classes, tuple(self.aux_channels), stride=2, final_bn=False,
-                                name='aux_head')(aux_input, train)
-        logits = _classifier(self.num_classes, out.shape[-1])(jnp.mean(out, axis=(1, 2)))
-        return logits, aux
+        return self.heads(out, aux_input, train, aux_stride=2, aux_final_bn=False)
 
 
 NETWORKS = {'cifar': NetworkCIFAR, 'imagenet': NetworkImageNet}
