@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.layers = 5                     # cells (DARTS paper: 8)
     c.model.stem_multiplier = 3
     c.model.cells_per_stage = 5            # nb201 space: N cells per stage (NAS-Bench-201: 5)
+    c.model.mbconv = mbconv_config()       # mbconv space: the search network's mobile macro
 
     c.relaxation = ml_collections.ConfigDict()
     c.relaxation.name = 'darts'
@@ -88,6 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.retrain.channels = 8                 # DARTS CIFAR: 36 (ImageNet: 48); NB201: C
     c.retrain.layers = 5                   # DARTS CIFAR: 20 (ImageNet: 14)
     c.retrain.cells_per_stage = 5          # NAS-Bench-201 networks only: N
+    c.retrain.mbconv = mbconv_config()     # mbconv space: the evaluation network's mobile macro
     c.retrain.epochs = 10                  # DARTS: 600
     c.retrain.batch_size = 64              # DARTS: 96
     c.retrain.eval_batch_size = 512
@@ -119,6 +121,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.pipeline.num_seeds = 3
     c.pipeline.search_epochs = 4           # the pipeline's search epochs (0: search.epochs, 10)
     return c
+
+
+def mbconv_config() -> ml_collections.ConfigDict:
+    """The mobile macro of the mbconv space (jaxnas.spaces.mbconv.macro), scaled down for
+    8x8 digits (ProxylessNAS mobile: stem 32, widths 24..320, head 1280); the layers per
+    stage are the space's, (2, 3, 3)."""
+    m = ml_collections.ConfigDict()
+    m.stem_channels = 8                    # 3x3 conv, BN, ReLU6
+    m.stem_stride = 1
+    m.widths = (12, 16, 24)                # one per stage
+    m.strides = (1, 2, 2)                  # stride of each stage's first layer
+    m.head_channels = 64                   # 1x1 conv, BN, ReLU6, then pool and classifier
+    return m
 
 
 def discrete_config() -> ml_collections.ConfigDict:
