@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnas.costs import xla
 from jaxnas.spaces.nb201 import network as nb201_net
 from jaxnas.errors import JaxnasError
 from jaxnas.ops import init_variables
@@ -159,9 +160,10 @@ def test_whole_program_cost_counts_more_than_conv_linear():
     assert info['xla_other'] > 0 and info['xla_macs'] == info['xla_conv_macs'] + info['xla_other']
     assert info['xla_other'] < 0.1 * info['macs']
     # with the scan kept, XLA counts the cell body once per stage: the whole-program
-    # figure would undercount, which is why conv_linear_macs walks the jaxpr
+    # figure would undercount, which is why conv_linear_macs walks the jaxpr and
+    # xla_macs unrolls the scans
     net = nb201_net.NB201Network(284)
     x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
     variables = jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0), x)
-    scanned = nb201_net.xla_flops(lambda v, x: net.apply(v, x, train=False), variables, x) / 2
+    scanned = xla.xla_flops(lambda v, x: net.apply(v, x, train=False), variables, x) / 2
     assert scanned < info['xla_macs']

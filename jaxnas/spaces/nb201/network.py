@@ -44,9 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.extend import core as jex_core
 
 from jaxnas import ops
+from jaxnas.costs import xla
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import nb201
 
@@ -350,105 +350,33 @@ class NB201Network(nn.Module):
         return _macro(self, x, stage, train)
 
 
-# --- cost: parameters and multiply-adds -------------------------------------------------
-
-def count_params(module: nn.Module, *args, **kwargs) -> int:
-    """Number of parameters (shapes only: ``eval_shape`` of ``init``, nothing compiled)."""
-    shapes = jax.eval_shape(functools.partial(module.init, **kwargs), jax.random.key(0), *args)
-    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes['params'])))
-
-
-def _cost(cost) -> dict:
-    return cost[0] if isinstance(cost, (list, tuple)) else cost
-
-
-def xla_flops(fn, *args) -> float:
-    """XLA's cost-analysis flops of ``fn(*args)`` (args may be ``ShapeDtypeStruct``)."""
-    return float(_cost(jax.jit(fn).lower(*args).compile().cost_analysis())['flops'])
-
-
-_MAC_PRIMITIVES = ('conv_general_dilated', 'dot_general')
-
-
-@functools.cache
-def _primitive_flops(primitive, avals, params) -> float:
-    args = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
-    return xla_flops(lambda *a: primitive.bind(*a, **dict(params)), *args)
-
-
-def _pad_explicitly(avals, params):
-    """The same conv on an input already zero-padded (padding 0): XLA then counts every
-    tap, also those over the zeros, as the benchmark's k*k*Cin*Cout*Ho*Wo does."""
-    (shape, dtype), rest = avals[0], avals[1:]
-    if any(d != 1 for d in params['lhs_dilation']):
-        return avals, params
-    shape = list(shape)
-    for dim, (lo, hi) in zip(params['dimension_numbers'].lhs_spec[2:], params['padding']):
-        shape[dim] += lo + hi
-    params = {**params, 'padding': tuple((0, 0) for _ in params['padding'])}
-    return ((tuple(shape), dtype),) + rest, params
-
-
-def _jaxpr_macs(jaxpr, count_padding: bool) -> float:
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        if name in _MAC_PRIMITIVES:
-            avals, params = tuple((v.aval.shape, v.aval.dtype) for v in eqn.invars), dict(eqn.params)
-            if count_padding and name == 'conv_general_dilated':
-                avals, params = _pad_explicitly(avals, params)
-            total += _primitive_flops(eqn.primitive, avals, tuple(sorted(params.items()))) / 2
-            continue
-        if name == 'while':
-            raise NB201NetError('cannot count multiply-adds through a while loop (unknown trip count)')
-        subs = [s for v in eqn.params.values() for s in (v if isinstance(v, (tuple, list)) else (v,))
-                if isinstance(s, (jex_core.ClosedJaxpr, jex_core.Jaxpr))]
-        counts = [_jaxpr_macs(s.jaxpr if isinstance(s, jex_core.ClosedJaxpr) else s, count_padding) for s in subs]
-        if counts:  # a scan runs its body `length` times; of cond branches count the dearest
-            times = eqn.params['length'] if name == 'scan' else 1
-            total += times * (max(counts) if name == 'cond' else sum(counts))
-    return total
-
-
-def conv_linear_macs(fn, *args, count_padding: bool = True) -> float:
-    """Multiply-adds of the convolutions and matmuls of ``fn(*args)`` from XLA's cost analysis.
-
-    Each ``conv_general_dilated`` / ``dot_general`` of the traced program is compiled on
-    its own (cached per shape) and its cost-analysis flops halved; a scan body counts
-    ``length`` times. Why not the whole program's flops: XLA counts a while loop's (scan's)
-    body once, and adds BN, ReLU, pooling, residual and bias adds. XLA also leaves out
-    the taps of a padded conv that fall on the padding; with ``count_padding`` (the
-    papers' convention, k*k*Cin*Cout*Ho*Wo) each conv is costed on an explicitly padded
-    input instead.
-    """
-    return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr, count_padding)
-
+# --- cost: parameters and multiply-adds (counted by jaxnas.costs.xla) -----------------
 
 def cost_info(genotype, num_classes: int = 10, image_size: int = 32, C: int = 16, N: int = 5,
               whole_program: bool = False) -> dict:
     """Parameters and multiply-adds of the evaluation network at batch 1, inference.
 
     ``macs`` follows the benchmark's counter (NATS-Bench "flops"): conv and linear
-    multiply-adds with padding taps (:func:`conv_linear_macs`) plus one per classifier
-    output for the bias. ``xla_conv_macs``: the same as XLA counts them, padding taps
-    left out. With ``whole_program``, ``xla_macs`` is the cost-analysis flops / 2 of the
-    whole forward with the cell scans unrolled (one more compile), and ``xla_other`` its
-    part that is not conv/linear (BN, ReLU, pooling, adds).
+    multiply-adds with padding taps (:func:`jaxnas.costs.xla.conv_linear_macs`) plus one
+    per classifier output for the bias. ``xla_conv_macs``: the same as XLA counts them,
+    padding taps left out. With ``whole_program``, ``xla_macs`` is the cost-analysis
+    flops / 2 of the whole forward with the cell scans unrolled
+    (:func:`jaxnas.costs.xla.unroll_scans`; one more compile), and ``xla_other`` its part
+    that is not conv/linear (BN, ReLU, pooling, adds).
     """
     x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    net = NB201Network(genotype, C, N, num_classes)
+    variables = jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0), x)
 
-    def shapes_and_forward(net):
-        variables = jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0), x)
-        return variables, lambda v, x: net.apply(v, x, train=False)
+    def forward(v, x):
+        return net.apply(v, x, train=False)
 
-    variables, forward = shapes_and_forward(NB201Network(genotype, C, N, num_classes))
     info = {
-        'params': int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(variables['params']))),
-        'macs': round(conv_linear_macs(forward, variables, x)) + num_classes,
-        'xla_conv_macs': round(conv_linear_macs(forward, variables, x, count_padding=False)),
+        'params': xla.count_params(variables['params']),
+        'macs': round(xla.conv_linear_macs(forward, variables, x)) + num_classes,
+        'xla_conv_macs': round(xla.conv_linear_macs(forward, variables, x, count_padding=False)),
     }
     if whole_program:
-        variables, forward = shapes_and_forward(NB201Network(genotype, C, N, num_classes, unroll=True))
-        info['xla_macs'] = xla_flops(forward, variables, x) / 2
+        info['xla_macs'] = xla.xla_flops(forward, variables, x, unroll=True) / 2
         info['xla_other'] = info['xla_macs'] - info['xla_conv_macs']
     return info

@@ -1,0 +1,166 @@
+"""The run directory: one identity file, atomic JSON, append-only JSONL logs.
+
+Every command writes into one work directory and marks it as its own with
+``run.json`` (:data:`IDENTITY`): ``{"kind": ..., "config": ..., ...}``. Rerunning the same
+command with the same config resumes; a different kind or config is refused with one
+line naming the directory and the fix, so results are never mixed or overwritten.
+
+Writes never leave a half-written file behind: JSON files go to a temporary file in the
+same directory, flushed and then renamed over the target (``os.replace`` is atomic on
+POSIX); a JSONL log is only appended to, and after a checkpoint restore the lines of
+epochs (steps, evaluations) beyond it are dropped by rewriting the file the same atomic
+way. A last line cut short by a crash during an append is dropped too.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Iterable, Optional
+
+from jaxnas.errors import JaxnasError
+
+IDENTITY = 'run.json'
+# Identity files of earlier jaxnas versions (search / discrete: the config; pipeline).
+LEGACY_IDENTITIES = ('config.json', 'pipeline.json')
+
+
+class RunDirError(JaxnasError):
+    """A work directory that cannot be used for this run (one line)."""
+
+
+def _plain(obj) -> Any:
+    """``obj`` as JSON sees it (tuples become lists, keys strings); ConfigDicts by their JSON."""
+    if hasattr(obj, 'to_json_best_effort'):
+        return json.loads(obj.to_json_best_effort(sort_keys=True))
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def identity(kind: str, config, **extra) -> dict:
+    """The content of ``run.json`` for a run of ``kind`` with ``config`` and ``extra`` fields."""
+    return _plain({'kind': kind, 'config': _plain(config), **extra})
+
+
+def claim(workdir: str, kind: str, config, **extra) -> str:
+    """Make ``workdir`` the home of this run, or refuse it if it holds another one.
+
+    Writes ``workdir/run.json`` = :func:`identity` on first use (creating the directory);
+    when it exists it must be equal (same kind, config and ``extra``), else
+    :class:`RunDirError`. A directory of an earlier jaxnas version (``config.json`` or
+    ``pipeline.json``, or ``run.json`` without a kind) is claimed if it holds the same run.
+    Returns the path of ``run.json``.
+    """
+    path = os.path.join(workdir, IDENTITY)
+    want = identity(kind, config, **extra)
+    have = read_json(path)
+    if have is not None and 'kind' in have:
+        if have == want:
+            return path
+        if have['kind'] != kind:
+            raise RunDirError(f"{workdir} holds a {have['kind']} run, not a {kind} run ({IDENTITY}); "
+                              'pass a new --workdir')
+        raise _different(workdir, kind, extra, IDENTITY)
+    legacy = [n for n in (IDENTITY,) + LEGACY_IDENTITIES if os.path.exists(os.path.join(workdir, n))]
+    for name in legacy:
+        content = read_json(os.path.join(workdir, name))
+        if content != want['config'] and content != {k: v for k, v in want.items() if k != 'kind'}:
+            raise _different(workdir, kind, extra, name)
+    write_json(path, want)
+    return path
+
+
+def _different(workdir: str, kind: str, extra: dict, name: str) -> RunDirError:
+    what = ' or arguments' if extra else ''
+    return RunDirError(f'{workdir} holds a {kind} run with a different config{what} ({name}); pass a new '
+                       f'--workdir (or the same config{what} to resume that run)')
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, obj, indent: Optional[int] = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(obj, indent=indent) + '\n')
+
+
+def read_json(path: str, default=None):
+    """The JSON content of ``path``, or ``default`` if there is no such file."""
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def append_jsonl(path: str, records: Iterable[dict]) -> None:
+    """Append one JSON line per record (a dict alone is one record)."""
+    if isinstance(records, dict):
+        records = [records]
+    text = ''.join(json.dumps(r) + '\n' for r in records)
+    if not text:
+        return
+    with open(path, 'a') as f:
+        f.write(text)
+        f.flush()
+
+
+def _lines(path: str) -> list:
+    """``(text, record)`` of each line; a last line cut short by a crash is left out."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split('\n')
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:   # the unterminated tail of an interrupted append
+                break
+            raise RunDirError(f'{path}:{i + 1} is not a JSON line; move the file away to restart its log') from None
+    return out
+
+
+def read_jsonl(path: str) -> list:
+    """The records of a JSONL file (``[]`` if absent). A last line cut short by a crash
+    (no newline, not valid JSON) is left out; a bad line before it is an error."""
+    return [record for _, record in _lines(path)]
+
+
+def truncate_jsonl(path: str, field: str, last) -> list:
+    """Keep the records whose ``field`` is at most ``last`` (e.g. ``'epoch'`` and the epoch
+    of the restored checkpoint), dropping lines written after it (a crash between the log
+    line and the checkpoint); returns the kept records.
+
+    The file is rewritten atomically, and only when something is dropped; kept lines are
+    kept byte for byte.
+    """
+    lines = _lines(path)
+    kept = [(text, r) for text, r in lines if r[field] <= last]
+    if os.path.exists(path) and (len(kept) != len(lines) or _has_torn_tail(path)):
+        write_text(path, ''.join(text + '\n' for text, _ in kept))
+    return [r for _, r in kept]
+
+
+def _has_torn_tail(path: str) -> bool:
+    with open(path, 'rb') as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b'\n'
