@@ -15,6 +15,7 @@ from jaxnas.spaces.base import ChoiceCodec, EdgeShape, SearchSpace, TabularBench
 REGISTRY = {
     'darts': 'jaxnas.spaces.darts',
     'nb201': 'jaxnas.spaces.nb201',
+    'mbconv': 'jaxnas.spaces.mbconv',
 }
 
 
