@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnas import train
 from jaxnas.errors import JaxnasError
 from jaxnas.relax import Relaxation
 
@@ -42,20 +43,9 @@ class SearchState(NamedTuple):
     key: jax.Array
 
 
-def make_lr_schedule(lr: float, lr_min: float, epochs: int, steps_per_epoch: int) -> Callable:
-    """The reference code's per-epoch cosine annealing from ``lr`` to ``lr_min``."""
-    cosine = optax.cosine_decay_schedule(lr, decay_steps=max(epochs, 1), alpha=lr_min / lr)
-    return lambda step: cosine(step // steps_per_epoch)
-
-
-def make_weight_optimizer(schedule: Callable, *, momentum: float = 0.9, weight_decay: float = 3e-4,
-                          grad_clip: float = 5.0) -> optax.GradientTransformation:
-    """PyTorch SGD as in DARTS: clip the gradient norm, add coupled L2, momentum, lr."""
-    return optax.chain(
-        optax.clip_by_global_norm(grad_clip),
-        optax.add_decayed_weights(weight_decay),
-        optax.sgd(schedule, momentum=momentum),
-    )
+# The weight optimiser is the DARTS SGD chain of :mod:`jaxnas.train` (make_sgd, make_cosine_schedule).
+make_lr_schedule = train.make_cosine_schedule      # kept while callers move to jaxnas.train
+make_weight_optimizer = train.make_sgd
 
 
 def make_arch_optimizer(*, lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999,
@@ -64,17 +54,13 @@ def make_arch_optimizer(*, lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999,
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=b1, b2=b2))
 
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
 def make_loss(net, relaxation: Relaxation) -> Callable:
     """``loss(params, batch_stats, arch, batch, key, step) -> (loss, (batch_stats, logits))``."""
     def loss(params, batch_stats, arch, batch, key, step):
         mix = relaxation.weights(arch, key, step)
         logits, updates = net.apply({'params': params, 'batch_stats': batch_stats}, batch[0], mix,
                                     train=True, mutable=['batch_stats'])
-        return cross_entropy(logits, batch[1]), (updates['batch_stats'], logits)
+        return train.cross_entropy(logits, batch[1]), (updates['batch_stats'], logits)
     return loss
 
 
@@ -117,10 +103,6 @@ def hypergradient(order: str, loss: Callable, state: SearchState, arch, train_ba
         g = jax.tree.map(lambda ga, gp, gm: ga - lr * (gp - gm) / (2 * eps), g_a, g_plus, g_minus)
         return (value, logits), g
     raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
-
-
-def accuracy(logits, labels):
-    return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
 def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, order: str = 'first',
@@ -179,8 +161,8 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         (params, batch_stats, arch, w_opt, a_opt), (values, logits, penalty, norms) = jax.lax.scan(
             phase, carry, (jnp.array([False, True]), batches, jnp.stack([k_val, k_train])))
         metrics = {
-            'train_loss': values[1], 'train_acc': accuracy(logits[1], train_batch[1]),
-            'val_loss': values[0], 'val_acc': accuracy(logits[0], val_batch[1]),
+            'train_loss': values[1], 'train_acc': train.accuracy(logits[1], train_batch[1]),
+            'val_loss': values[0], 'val_acc': train.accuracy(logits[0], val_batch[1]),
             'penalty': penalty[0], 'lr': schedule(state.step), 'w_grad_norm': norms[1], 'a_grad_norm': norms[0],
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
@@ -201,8 +183,8 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         params = optax.apply_updates(state.params, w_updates)
 
         metrics = {
-            'train_loss': train_loss, 'train_acc': accuracy(train_logits, train_batch[1]),
-            'val_loss': val_loss, 'val_acc': accuracy(val_logits, val_batch[1]),
+            'train_loss': train_loss, 'train_acc': train.accuracy(train_logits, train_batch[1]),
+            'val_loss': val_loss, 'val_acc': train.accuracy(val_logits, val_batch[1]),
             'penalty': penalty, 'lr': lr, 'w_grad_norm': optax.tree.norm(g_w),
             'a_grad_norm': a_norm,
         }
@@ -234,7 +216,7 @@ def make_hessian_eigenvalue(net, relaxation: Relaxation, iters: int = 20) -> Cal
     def val_loss(arch, params, batch_stats, x, y):
         logits, _ = net.apply({'params': params, 'batch_stats': batch_stats}, x, relaxation.normalized(arch),
                               train=True, mutable=['batch_stats'])
-        return cross_entropy(logits, y)
+        return train.cross_entropy(logits, y)
 
     def eig(params, batch_stats, arch, x, y, key):
         grad = lambda a: jax.grad(val_loss)(a, params, batch_stats, x, y)

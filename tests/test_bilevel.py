@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnas import bilevel, relax
+from jaxnas import bilevel, relax, train
 
 
 class ToyMixed(nn.Module):
@@ -32,8 +32,8 @@ def _toy_state(seed=0, momentum_buffer=True):
     arch = {'normal': 0.5 * jax.random.normal(key, (2, 3))}
     net = ToyMixed()
     variables = net.init(key, x_t, relax.softmax().normalized(arch))
-    schedule = bilevel.make_lr_schedule(0.1, 0.001, 10, 5)
-    w_tx = bilevel.make_weight_optimizer(schedule)
+    schedule = train.make_cosine_schedule(0.1, 0.001, 10, 5)
+    w_tx = train.make_sgd(schedule)
     a_tx = bilevel.make_arch_optimizer()
     w_opt = w_tx.init(variables['params'])
     if momentum_buffer:  # a non-zero momentum buffer, so the virtual step's momentum term matters
@@ -105,13 +105,6 @@ def test_fused_first_order_equals_two_separate_phases():
         np.testing.assert_allclose(ma[k], mb[k], rtol=1e-5, atol=1e-7)
 
 
-def test_lr_schedule_is_per_epoch_cosine():
-    s = bilevel.make_lr_schedule(0.025, 0.001, 4, 10)
-    assert float(s(0)) == pytest.approx(0.025) and float(s(9)) == pytest.approx(0.025)
-    assert float(s(10)) == pytest.approx(0.001 + 0.024 * (1 + np.cos(np.pi / 4)) / 2, rel=1e-5)
-    assert float(s(40)) == pytest.approx(0.001, rel=1e-5)
-
-
 def test_unknown_order():
     net, state, *_ , (w_tx, a_tx, schedule) = _toy_state()
     with pytest.raises(ValueError, match='unknown search order'):
@@ -126,7 +119,7 @@ def test_hessian_dominant_eigenvalue_matches_the_explicit_hessian():
     def val_loss(a):
         logits, _ = net.apply({'params': state.params, 'batch_stats': state.batch_stats}, val[0],
                               relax.softmax().normalized({'normal': a}), train=True, mutable=['batch_stats'])
-        return bilevel.cross_entropy(logits, val[1])
+        return train.cross_entropy(logits, val[1])
 
     a = state.arch['normal']
     hess = np.asarray(jax.hessian(val_loss)(a)).reshape(a.size, a.size)
