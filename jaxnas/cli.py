@@ -3,15 +3,16 @@
     jaxnas search [--config experiments/FILE.py[:ARG]] [--workdir DIR] [--config.FIELD=VALUE ...]
 
 Each subcommand lives in its own module (listed in :data:`COMMAND_MODULES`), which
-provides ``register(subparsers)``: it adds its parser and sets ``run(args, overrides)``
-as the parser's default. Errors in the user's input end with one line on stderr and exit
-status 2.
+provides ``register(subparsers)``: it adds its parser with :func:`add_command` (the
+options every command shares, and ``run(args, overrides)`` as its action) and its own
+options. Errors in the user's input end with one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from typing import Callable
 
 from jaxnas.errors import JaxnasError
 
@@ -31,6 +32,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_help: str) -> 
     parser.add_argument('--workdir', default=None, help='output directory (default: runs/<config.name>); '
                         'an existing one with the same config is resumed')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def add_command(subparsers, name: str, run: Callable, *, help: str, description: str,
+                default_config: str) -> argparse.ArgumentParser:
+    """Add the parser of config-driven command ``name``: :func:`add_config_arguments` and
+    ``run(args, overrides)`` as its action; returns the parser for the command's own options."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    add_config_arguments(parser, default_config)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def load_config(args, overrides):
