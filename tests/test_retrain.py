@@ -147,3 +147,18 @@ def test_nb201_genotype_dispatches_to_its_network():
     (logits, aux), _ = jax.eval_shape(
         lambda v, x: net.apply(v, x, train=True, drop_prob=0.1, mutable=['batch_stats']), v, x)
     assert logits.shape == (2, 10) and aux is None
+
+
+@pytest.mark.parametrize('name', ['NASNet', 'AmoebaNet'])
+def test_cli_retrain_reference_genotypes_of_five_nodes(name, tmp_path, capsys):
+    # quark0/darts genotypes.py's NASNet and AmoebaNet: 5 nodes, concats that skip nodes,
+    # sep_conv_7x7 / conv_7x1_1x7; they train in the reference evaluation network.
+    workdir = str(tmp_path / name)
+    rc = cli.main(['retrain', '--config', TINY, '--workdir', workdir, '--no-progress', '--genotype', name,
+                   '--config.retrain.epochs=1', '--config.retrain.num_seeds=1', '--config.data.limit=64'])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    summary = json.load(open(os.path.join(workdir, 'scores.json')))
+    assert summary['complete'] and len(summary['scores']) == 1
+    assert summary['description']['genotype'] == str(darts.PUBLISHED[name])
+    assert 0 <= summary['scores'][0]['accuracy'] <= 1
