@@ -186,3 +186,18 @@ def test_unknown_eval_op_is_a_clear_error():
         jax.eval_shape(lambda x: net.init(jax.random.key(0), x), jnp.zeros((1, 8, 8, 3)))
     with pytest.raises(darts.GenotypeError, match="unknown op 'conv_9x9'"):
         evalnet.make_network(g, C=4, num_classes=10, layers=3)
+
+
+def test_normal_concat_may_name_the_cell_inputs():
+    # As the reference Cell (torch.cat of any states): in a normal cell the two preprocessed
+    # inputs have the nodes' shape; validation keeps them out of a reduction cell's concat.
+    g = darts.PUBLISHED['DARTS_V2']._replace(normal_concat=(0, 1))
+    net = evalnet.make_network(g, C=4, num_classes=10, layers=3, aux_channels=(4, 8))
+    x = jnp.zeros((2, 8, 8, 3))
+    v = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=True), x)
+    (logits, aux), _ = jax.eval_shape(lambda v, x: net.apply(v, x, train=True, drop_prob=0.2, mutable=['batch_stats'],
+                                                             rngs={'drop_path': jax.random.key(0)}), v, x)
+    assert logits.shape == (2, 10) and aux.shape == (2, 10)
+    # cell 1 (reduction, C=8) preprocesses the stem (3 * 4 channels) and cell 0 (2 * 4)
+    assert v['params']['cells']['cell_1']['ReLUConvBN_0']['conv'].shape == (3 * 4, 8)
+    assert v['params']['cells']['cell_1']['ReLUConvBN_1']['conv'].shape == (2 * 4, 8)
