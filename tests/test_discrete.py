@@ -207,7 +207,7 @@ def test_tabular_fitness_on_the_fixture_cells(tmp_path):
     assert all(0 < a <= 100 for a in accs.values())   # percent, as the benchmark records it
     assert summary['best_fitness'] == max(accs.values())
     assert open(os.path.join(workdir, 'genotype.txt')).read().strip() == summary['best_genotype']
-    assert json.load(open(os.path.join(workdir, 'genotype.json'))) == {'arch': summary['best_genotype']}
+    assert json.load(open(os.path.join(workdir, 'genotype.json'))) == {'space': 'nb201', 'arch': summary['best_genotype']}
 
     # a cell the file lacks scores NaN (a failed evaluation), not a crash
     config.discrete.cells = cells + (str(nb201.from_index(5)),)
