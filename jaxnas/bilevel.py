@@ -194,12 +194,12 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
 
 
 def make_eval(net, weights: Callable) -> Callable:
-    """``eval(params, batch_stats, arch, x, y, mask) -> (loss_sum, correct)``, inference mode,
+    """``eval(params, batch_stats, arch, x, y, mask) -> {'loss': sum, 'correct': count}``
+    over the examples with ``mask`` 1 (:func:`jaxnas.train.masked_sums`), inference mode,
     with mixing weights ``weights(arch)`` (e.g. a relaxation's ``normalized``)."""
     def evaluate(params, batch_stats, arch, x, y, mask):
         logits = net.apply({'params': params, 'batch_stats': batch_stats}, x, weights(arch), train=False)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+        return train.masked_sums(logits, y, mask)
     return evaluate
 
 

@@ -2,8 +2,9 @@
 
 ``run_search(config, workdir)`` writes into ``workdir``:
 
-- ``config.json``: the config of the run (a different config in the same directory is
-  refused rather than mixed with, or overwriting, the earlier results);
+- ``run.json``: the kind and config of the run (:func:`jaxnas.runs.claim`: a different
+  config in the same directory is refused rather than mixed with, or overwriting, the
+  earlier results);
 - ``checkpoints/``: orbax checkpoints after every epoch (weights, BatchNorm statistics,
   architecture logits, both optimiser states, step, RNG key); rerunning with the same
   directory resumes from the last one and ends with the same bits as an uninterrupted run;
@@ -23,9 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import bilevel, config as config_lib, data as data_lib, ops, relax, spaces
-from jaxnas.checkpoint import Checkpointer
-from jaxnas.errors import JaxnasError
+from jaxnas import bilevel, config as config_lib, costs, data as data_lib, ops, relax, runs, spaces, train
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
@@ -68,9 +67,9 @@ class Searcher:
                 lambda w: jax.nn.one_hot(jnp.argmax(w, -1), w.shape[-1]), r.normalized(a))
         else:
             eval_weights = r.normalized
-        self.schedule = bilevel.make_lr_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
-        self.w_tx = bilevel.make_weight_optimizer(self.schedule, momentum=o.w_momentum,
-                                                  weight_decay=o.w_weight_decay, grad_clip=o.grad_clip)
+        self.schedule = train.make_cosine_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
+        self.w_tx = train.make_sgd(self.schedule, momentum=o.w_momentum, weight_decay=o.w_weight_decay,
+                                   grad_clip=o.grad_clip)
         self.a_tx = bilevel.make_arch_optimizer(lr=o.a_lr, b1=o.a_b1, b2=o.a_b2, weight_decay=o.a_weight_decay)
         augment = None
         if self.data.augment:
@@ -103,28 +102,19 @@ class Searcher:
         their own shuffled stream, restarted as often as needed.
         """
         d, seed = self.config.data, self.config.seed
-        train = data_lib.batches(self.data.train_x, self.data.train_y, d.batch_size, seed=seed, epoch=epoch)
+        train_batches = data_lib.batches(self.data.train_x, self.data.train_y, d.batch_size, seed=seed, epoch=epoch)
         val = itertools.chain.from_iterable(
             data_lib.batches(self.data.val_x, self.data.val_y, d.batch_size, seed=seed + 1, epoch=epoch * 1000 + e)
             for e in itertools.count())
-        return zip(train, val)
+        return zip(train_batches, val)
 
     def eval_split(self, state, x, y) -> dict:
-        """Loss and accuracy of the supernet (inference mode, normalized weights)."""
-        bs = self.config.data.eval_batch_size
-        loss_sum, correct = 0.0, 0.0
-        for i in range(0, len(x), bs):
-            xb, yb = x[i:i + bs], y[i:i + bs]
-            n = len(xb)
-            mask = np.zeros(bs, np.float32)
-            mask[:n] = 1
-            if n < bs:
-                xb = np.concatenate([xb, np.zeros((bs - n,) + xb.shape[1:], xb.dtype)])
-                yb = np.concatenate([yb, np.zeros(bs - n, yb.dtype)])
-            l, c = self.evaluate(state.params, state.batch_stats, state.arch, xb, yb, mask)
-            loss_sum += float(l)
-            correct += float(c)
-        return {'loss': loss_sum / len(x), 'acc': correct / len(x)}
+        """Loss and accuracy of the supernet (inference mode, normalized weights), in padded
+        batches of ``data.eval_batch_size`` (:func:`jaxnas.train.evaluate`)."""
+        means = train.evaluate(lambda xb, yb, mask: self.evaluate(state.params, state.batch_stats, state.arch,
+                                                                   xb, yb, mask),
+                               x, y, self.config.data.eval_batch_size)
+        return {'loss': means['loss'], 'acc': means['correct']}
 
     def weights(self, state) -> dict:
         return jax.tree.map(np.asarray, self.relaxation.normalized(state.arch))
@@ -153,18 +143,6 @@ class Searcher:
         return out
 
 
-def _same_config(path: str, config_json: str) -> bool:
-    with open(path) as f:
-        return json.load(f) == json.loads(config_json)
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def _progress(total, initial, disable):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, disable=disable, unit='step', dynamic_ncols=True)
@@ -176,24 +154,15 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     ``max_epochs`` stops early after that many epochs of this call (used to test resume).
     """
     searcher = Searcher(config, dataset)
-    os.makedirs(workdir, exist_ok=True)
-    config_json = config.to_json_best_effort(sort_keys=True)
-    config_path = os.path.join(workdir, 'config.json')
-    if os.path.exists(config_path):
-        if not _same_config(config_path, config_json):
-            raise JaxnasError(f'{workdir} holds a run with a different config; pass a new --workdir '
-                              '(or the same config to resume that run)')
-    else:
-        with open(config_path, 'w') as f:
-            f.write(config_json)
+    runs.claim(workdir, 'search', config)
 
     t_start = time.time()
-    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+    ckpt = runs.Checkpointer(os.path.join(workdir, 'checkpoints'))
     state = searcher.init_state()
     start_epoch, state = ckpt.restore(state)
     start_epoch = start_epoch or 0
     log_path = os.path.join(workdir, 'log.jsonl')
-    truncate_log(log_path, start_epoch)
+    runs.truncate_jsonl(log_path, 'epoch', start_epoch)
 
     epochs = config.search.epochs
     last = epochs if max_epochs is None else min(epochs, start_epoch + max_epochs)
@@ -226,8 +195,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
             'genotype': str(genotype),
             'alphas': {k: np.round(v, 6).tolist() for k, v in weights.items()},
         }
-        with open(log_path, 'a') as f:
-            f.write(json.dumps(record) + '\n')
+        runs.append_jsonl(log_path, record)
         ckpt.save(epoch + 1, state)
         bar.write(f"epoch {epoch + 1}/{epochs}: train acc {means['train_acc']:.3f}, supernet val acc "
                   f"{val['acc']:.3f}, {genotype}")
@@ -248,27 +216,16 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
         summary.update({'supernet_val_acc': val['acc'], 'supernet_test_acc': test['acc'],
                         **searcher.space.diagnostics(weights, genotype, searcher.relaxation.threshold),
-                        'num_params': int(sum(np.size(p) for p in jax.tree.leaves(state.params)))})
+                        'num_params': costs.count_params(state.params)})
         if searcher.space.tabular is not None:
             summary['tabular'] = searcher.space.tabular.score(config.tabular.path, genotype)
             if 'error' in summary['tabular']:
                 bar.write(f"tabular scores skipped: {summary['tabular']['error']}")
-        with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
-            f.write(str(genotype) + '\n')
-        _write_json(os.path.join(workdir, 'genotype.json'), searcher.space.to_json(genotype))
-        _write_json(os.path.join(workdir, 'alphas.json'), {k: v.tolist() for k, v in weights.items()})
-        _write_json(os.path.join(workdir, 'summary.json'), summary)
+        runs.write_text(os.path.join(workdir, 'genotype.txt'), str(genotype) + '\n')
+        runs.write_json(os.path.join(workdir, 'genotype.json'), searcher.space.to_json(genotype))
+        runs.write_json(os.path.join(workdir, 'alphas.json'), {k: v.tolist() for k, v in weights.items()})
+        runs.write_json(os.path.join(workdir, 'summary.json'), summary)
     return summary
-
-
-def truncate_log(path: str, epochs_done: int) -> None:
-    """Drop log lines of epochs after the restored checkpoint (a crash between log and save)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [l for l in f if l.strip() and json.loads(l)['epoch'] <= epochs_done]
-    with open(path, 'w') as f:
-        f.writelines(lines)
 
 
 def _command(args, overrides) -> int:
@@ -287,7 +244,6 @@ def _command(args, overrides) -> int:
 def register(subparsers) -> None:
     """``jaxnas search``: run or resume one differentiable search."""
     from jaxnas import cli
-    p = subparsers.add_parser('search', help='differentiable search (bilevel) on a data set',
-                              description='Run or resume a differentiable architecture search.')
-    cli.add_config_arguments(p, 'DARTS on the embedded digits')
-    p.set_defaults(run=_command)
+    cli.add_command(subparsers, 'search', _command, help='differentiable search (bilevel) on a data set',
+                    description='Run or resume a differentiable architecture search.',
+                    default_config='DARTS on the embedded digits')

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_config
-from jaxnas import cli, search
+from jaxnas import cli, runs, search
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import darts
 
@@ -16,11 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _final_state(workdir, config):
     searcher = search.Searcher(config)
-    from jaxnas.checkpoint import Checkpointer
-    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
-    step, state = ckpt.restore(searcher.init_state())
-    ckpt.close()
-    return step, state
+    return runs.restore(os.path.join(workdir, 'checkpoints'), searcher.init_state())
 
 
 def _bits(tree):
@@ -32,7 +28,7 @@ def test_search_outputs_determinism_and_resume(tmp_path):
     full = str(tmp_path / 'full')
     summary = search.run_search(config, full, progress=False)
     assert summary['complete'] and summary['epochs_done'] == 2
-    for name in ('genotype.txt', 'genotype.json', 'alphas.json', 'summary.json', 'config.json', 'log.jsonl'):
+    for name in ('genotype.txt', 'genotype.json', 'alphas.json', 'summary.json', 'run.json', 'log.jsonl'):
         assert os.path.exists(os.path.join(full, name)), name
     with open(os.path.join(full, 'genotype.txt')) as f:
         g = darts.from_text(f.read())
