@@ -201,3 +201,11 @@ def test_normal_concat_may_name_the_cell_inputs():
     # cell 1 (reduction, C=8) preprocesses the stem (3 * 4 channels) and cell 0 (2 * 4)
     assert v['params']['cells']['cell_1']['ReLUConvBN_0']['conv'].shape == (3 * 4, 8)
     assert v['params']['cells']['cell_1']['ReLUConvBN_1']['conv'].shape == (2 * 4, 8)
+
+
+def test_input_too_small_for_the_reductions_is_a_clear_error():
+    from jaxnas.errors import JaxnasError
+    net = evalnet.make_network(darts.PUBLISHED['NASNet'], network='imagenet', C=4, num_classes=10, layers=3)
+    with pytest.raises(JaxnasError, match='needs even spatial sizes, got 1x1') as info:
+        jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=True), jnp.zeros((2, 8, 8, 1)))
+    assert '\n' not in str(info.value)

@@ -34,9 +34,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnas.errors import JaxnasError
 from jaxnas.nn import BatchNorm, out_size, pointwise, pool, torch_uniform
 
 Pair = Union[int, Tuple[int, int]]
+
+
+class EvalShapeError(JaxnasError):
+    """An input whose spatial size an evaluation-network op cannot take (one line)."""
 
 
 def _pair(v: Pair) -> Tuple[int, int]:
@@ -169,7 +174,10 @@ class FactorizedReduce(nn.Module):
     def __call__(self, x, train: bool):
         H, W = x.shape[-3], x.shape[-2]
         if H % 2 or W % 2:
-            raise ValueError(f'FactorizedReduce needs even spatial sizes, got {H}x{W}')
+            raise EvalShapeError(
+                f'FactorizedReduce (a stride-2 skip_connect, or the input of a cell after a reduction) needs '
+                f'even spatial sizes, got {H}x{W}; give the network inputs whose size halves evenly at every '
+                'reduction (CIFAR network: divisible by 4; ImageNet network: by 32)')
         half = self.C_out // 2
         init = torch_uniform(self.C_in)
         w1 = self.param('conv_1', init, (self.C_in, half))
