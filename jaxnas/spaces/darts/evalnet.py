@@ -8,11 +8,17 @@ from the two cell inputs strided), an auxiliary head on the output of the second
 reduction cell, global average pool and a linear classifier.
 :class:`NetworkImageNet`: the mobile setting, with its two-part stride-8 stem.
 
-Differences from the search network (:mod:`jaxnas.supernet`): one op per edge, BatchNorm
-with affine parameters, pools without a BatchNorm after them, and drop path (per-example
-dropping of a whole op output, scaled by ``1 / keep``) on every edge that is not an
-identity. ``drop_prob`` is a call argument, so the linear ramp over epochs never
-recompiles.
+Cells follow the reference ``model.Cell`` for genotypes of any node count and any concat
+(NASNet and AmoebaNet of the reference ``genotypes.py`` included): node ``k`` sums the ops
+of the ``k``-th two ``(op, input)`` pairs, a reduction cell strides the edges from its two
+inputs, and a cell's output has ``len(concat) * C`` channels. Each edge is
+``jaxnas.ops.eval_forms.EVAL_FORMS[op](C, stride)``, the full reference op vocabulary.
+
+Differences from the search network (:mod:`jaxnas.spaces.darts.supernet`): one op per
+edge, BatchNorm with affine parameters, pools without a BatchNorm after them, and drop
+path (per-example dropping of a whole op output, scaled by ``1 / keep``) on every edge
+that is not an identity. ``drop_prob`` is a call argument, so the linear ramp over epochs
+never recompiles.
 
 Every module is called as ``apply(variables, x, train=..., drop_prob=..., rngs={'drop_path':
 key}) -> (logits, aux_logits)`` with ``aux_logits`` ``None`` when there is no auxiliary
@@ -26,7 +32,7 @@ which is slow on XLA:CPU.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
