@@ -18,8 +18,9 @@ Every searchable layer is one mixed edge (``N = S = 1``) of
   rest bypass it scaled by the layer's total weight; the first layer of a stage changes the
   width, where a bypass has no meaning, and runs dense.
 
-On the first layer of a stage the identity is not allowed: its ``skip_connect`` column
-contributes nothing in every mode (the registered identity returns nothing there), and
+On the first layer of a stage the identity is not allowed (even where a config makes
+its shapes match): the network multiplies that ``skip_connect`` weight by zero before
+the mixed op, so it contributes nothing and gets no gradient in every mode, and
 derivation never picks it. Its weight is simply lost to that layer's output; with a
 single-path relaxation a sample that lands on it zeroes that layer for the step (the
 relaxations mix over all 7 columns: the contract has no per-row op mask).
@@ -88,7 +89,8 @@ class MBConvSearchNetwork(nn.Module):
     @nn.compact
     def __call__(self, x, mix, train: bool = True):
         m = self.macro
-        rows = mix[G.CELL_TYPE]
+        # the first layer of a stage has no identity: its skip weight is masked to zero
+        rows = mix[G.CELL_TYPE] * jnp.asarray(G.allowed(self.layers), mix[G.CELL_TYPE].dtype)
         w = self.param('stem_conv', torch_uniform(9 * x.shape[-1]), (3, 3, x.shape[-1], m.stem_channels))
         if self.is_initializing():
             Hs = M.out_size(x.shape[1], m.stem_stride), M.out_size(x.shape[2], m.stem_stride)
