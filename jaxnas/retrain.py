@@ -38,8 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import bilevel, data as data_lib, metrics, ops, search, spaces
-from jaxnas.checkpoint import Checkpointer
+from jaxnas import costs, data as data_lib, metrics, ops, runs, spaces, train
 from jaxnas.errors import JaxnasError
 
 SEED_BATCHING = ('map', 'vmap')
@@ -203,23 +202,14 @@ class TrainState(NamedTuple):
     key: jax.Array  # raw uint32 PRNG key, split by fold_in(key, step)
 
 
-def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
-    targets = jax.nn.one_hot(labels, num_classes)
-    if smoothing:
-        targets = optax.smooth_labels(targets, smoothing)
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
-
-
 def make_optimizer(r, steps_per_epoch: int) -> tuple:
     """``(tx, schedule)``: the reference SGD (clip, coupled L2, momentum), per-epoch cosine."""
-    schedule = bilevel.make_lr_schedule(r.lr, r.lr_min, r.epochs, steps_per_epoch)
-    tx = bilevel.make_weight_optimizer(schedule, momentum=r.momentum, weight_decay=r.weight_decay,
-                                       grad_clip=r.grad_clip)
+    schedule = train.make_cosine_schedule(r.lr, r.lr_min, r.epochs, steps_per_epoch)
+    tx = train.make_sgd(schedule, momentum=r.momentum, weight_decay=r.weight_decay, grad_clip=r.grad_clip)
     return tx, schedule
 
 
-def make_train_step(net: nn.Module, r, tx, *, steps_per_epoch: int, num_classes: int,
-                    crop: bool, flip: bool):
+def make_train_step(net: nn.Module, r, tx, *, steps_per_epoch: int, crop: bool, flip: bool):
     """``step(state, x, y) -> (state, metrics)`` for one seed (vmapped by :class:`Trainer`)."""
     dtype = COMPUTE_DTYPES[r.compute_dtype]
     epochs, drop_max, aux_w, smoothing = r.epochs, r.drop_path_prob, r.auxiliary_weight, r.label_smoothing
@@ -242,17 +232,17 @@ def make_train_step(net: nn.Module, r, tx, *, steps_per_epoch: int, num_classes:
             (logits, aux), updates = net.apply(
                 {'params': cast(params), 'batch_stats': state.batch_stats}, x.astype(dtype), train=True,
                 drop_prob=drop_prob, rngs={'drop_path': k_drop}, mutable=['batch_stats'])
-            loss = cross_entropy(logits, y, num_classes, smoothing)
+            loss = train.cross_entropy(logits, y, smoothing)
             total = loss
             if aux is not None:
-                total = total + aux_w * cross_entropy(aux, y, num_classes, smoothing)
+                total = total + aux_w * train.cross_entropy(aux, y, smoothing)
             return total, (updates['batch_stats'], logits, loss)
 
         grads, (batch_stats, logits, loss) = jax.grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         batch_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), batch_stats, state.batch_stats)
-        acc = jnp.mean(jnp.argmax(logits, -1) == y)
+        acc = train.accuracy(logits, y)
         new = TrainState(state.step + 1, params, batch_stats, opt_state, state.key)
         return new, {'loss': loss, 'acc': acc, 'drop_prob': drop_prob}
 
@@ -281,8 +271,8 @@ class Trainer:
         self.r = r
         self.steps_per_epoch = data_lib.num_batches(len(data.train_x), r.batch_size)
         self.tx, self.schedule = make_optimizer(r, self.steps_per_epoch)
-        step = make_train_step(net, r, self.tx, steps_per_epoch=self.steps_per_epoch,
-                               num_classes=data.num_classes, crop=data.augment, flip=data.flip)
+        step = make_train_step(net, r, self.tx, steps_per_epoch=self.steps_per_epoch, crop=data.augment,
+                               flip=data.flip)
         if r.seed_batching == 'vmap':
             self._step = jax.jit(jax.vmap(step), donate_argnums=0)
         else:
@@ -318,17 +308,9 @@ class Trainer:
         return self._compiled(state, x, y)
 
     def predict(self, state, x) -> np.ndarray:
-        """Class predictions ``(seeds, n)`` for ``x`` in batches of ``eval_batch_size``."""
-        bs = self.r.eval_batch_size
-        preds = []
-        for i in range(0, len(x), bs):
-            xb = x[i:i + bs]
-            n = len(xb)
-            if n < bs:
-                xb = np.concatenate([xb, np.zeros((bs - n,) + xb.shape[1:], xb.dtype)])
-            logits = self._predict(state.params, state.batch_stats, xb)
-            preds.append(np.asarray(jnp.argmax(logits, -1))[:, :n])
-        return np.concatenate(preds, axis=1)
+        """Class predictions ``(seeds, n)`` for ``x`` in padded batches of ``eval_batch_size``."""
+        return train.predict(lambda xb: jnp.argmax(self._predict(state.params, state.batch_stats, xb), -1),
+                             x, self.r.eval_batch_size, axis=1)
 
     def score(self, state) -> list:
         """Per-seed classification metrics on the held-out split."""
@@ -346,7 +328,7 @@ class Trainer:
         aux = params.get('aux_head', {})
         x = jnp.zeros((r.latency_batch_size,) + self.data.train_x.shape[1:], jnp.float32)
         predict = make_predict(self.net)
-        out = {'params': metrics.count_params(main), 'aux_head_params': metrics.count_params(aux)}
+        out = {'params': costs.count_params(main), 'aux_head_params': costs.count_params(aux)}
         out.update(metrics.forward_cost(predict, params, batch_stats, x, batch_size=r.latency_batch_size,
                                         n=r.latency_calls, warmup=r.latency_warmup))
         return out
@@ -355,26 +337,6 @@ class Trainer:
 # ----------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _claim(workdir: str, identity: dict) -> None:
-    """Write ``run.json``, or refuse a directory that holds a different run."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, 'run.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            if json.load(f) != json.loads(json.dumps(identity)):
-                raise RetrainError(f'{workdir} holds a different retraining run; pass a new --workdir '
-                                   '(or the same config and genotype to resume that run)')
-    else:
-        _write_json(path, identity)
-
 
 def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir: Optional[str] = None, *,
         description: Optional[dict] = None, progress: bool = True, max_epochs: Optional[int] = None,
@@ -386,14 +348,11 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     many epochs (to test resume). Returns the summary (see ``scores.json``).
     """
     r = config.retrain
-    identity = {'description': description or {}, 'seeds': list(map(int, seeds)),
-                'config': json.loads(config.to_json_best_effort(sort_keys=True))}
     scores_path = os.path.join(workdir, 'scores.json') if workdir else None
     if workdir:
-        _claim(workdir, identity)
+        runs.claim(workdir, 'retrain', config, description=description or {}, seeds=list(map(int, seeds)))
         if os.path.exists(scores_path):
-            with open(scores_path) as f:
-                return json.load(f)
+            return runs.read_json(scores_path)
 
     t_start = time.time()
     trainer = Trainer(net, config, data, seeds)
@@ -401,11 +360,11 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     start = 0
     ckpt = log_path = None
     if workdir:
-        ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+        ckpt = runs.Checkpointer(os.path.join(workdir, 'checkpoints'))
         start, state = ckpt.restore(state)
         start = start or 0
         log_path = os.path.join(workdir, 'log.jsonl')
-        search.truncate_log(log_path, start)
+        runs.truncate_jsonl(log_path, 'epoch', start)
     spe, epochs = trainer.steps_per_epoch, r.epochs
     last = epochs if max_epochs is None else min(epochs, start + max_epochs)
     from jaxnas.search import _progress
@@ -433,8 +392,7 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
                   'train_acc': np.mean([h['acc'] for h in history], 0).tolist(),
                   'epoch_time_s': time.time() - t0}
         if log_path:
-            with open(log_path, 'a') as f:
-                f.write(json.dumps(record) + '\n')
+            runs.append_jsonl(log_path, record)
         if ckpt and ((epoch + 1) % r.checkpoint_every == 0 or epoch + 1 == last):
             ckpt.save(epoch + 1, state)
     bar.close()
@@ -455,8 +413,8 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
         summary['cost'] = trainer.cost(state)
     if workdir:
         for s in summary['scores']:
-            _write_json(os.path.join(workdir, f"scores_seed{s['seed']}.json"), s)
-        _write_json(scores_path, summary)
+            runs.write_json(os.path.join(workdir, f"scores_seed{s['seed']}.json"), s)
+        runs.write_json(scores_path, summary)
     summary['state'] = state
     return summary
 
@@ -515,11 +473,11 @@ def _command(args, overrides) -> int:
 def register(subparsers) -> None:
     """``jaxnas retrain``: train a genotype's evaluation network from scratch and score it."""
     from jaxnas import cli
-    p = subparsers.add_parser('retrain', help='train a genotype from scratch and score it on the test split',
-                              description='Train the evaluation network of a genotype from scratch (DARTS '
-                              'protocol, config.retrain) and score it on the held-out test split.')
-    cli.add_config_arguments(p, 'the digits retraining protocol')
+    p = cli.add_command(subparsers, 'retrain', _command,
+                        help='train a genotype from scratch and score it on the test split',
+                        description='Train the evaluation network of a genotype from scratch (DARTS protocol, '
+                        'config.retrain) and score it on the held-out test split.',
+                        default_config='the digits retraining protocol')
     p.add_argument('--genotype', required=True,
                    help="a published name (DARTS_V2), a Genotype(...) text, a NAS-Bench-201 string, "
                         'a genotype .json/.txt file, or a search output directory')
-    p.set_defaults(run=_command)

@@ -95,8 +95,8 @@ def test_resume_equals_uninterrupted_and_scores(tmp_path):
         assert 0 <= s['accuracy'] <= 1 and 0 <= s['f1'] <= 1
         assert np.asarray(s['confusion_matrix']).sum() == len(data.eval_y)
     cost = full['cost']
-    assert cost['params'] == retrain.metrics.count_params(
-        retrain.evalnet.split_aux_params(jax.tree.map(lambda a: a[0], full['state'].params))[0])
+    seed0 = jax.tree.map(lambda a: a[0], full['state'].params)
+    assert cost['params'] == retrain.costs.count_params({k: v for k, v in seed0.items() if k != 'aux_head'})
     assert cost['macs_per_example'] > 0 and cost['memory_peak_bytes'] > 0 and cost['latency_ms_median'] > 0
     log = [json.loads(l) for l in open(tmp_path / 'resumed' / 'log.jsonl')]
     assert [l['epoch'] for l in log] == [1, 2] and log[0]['drop_prob'] == 0 and log[1]['drop_prob'] > 0
@@ -105,7 +105,7 @@ def test_resume_equals_uninterrupted_and_scores(tmp_path):
     # a finished run is read back, not retrained; a different run in its directory is refused
     again = retrain.fit(net, config, data, [0, 1], str(tmp_path / 'full'), progress=False)
     assert again['scores'] == json.loads(json.dumps(full['scores']))
-    with pytest.raises(JaxnasError, match='different retraining run'):
+    with pytest.raises(JaxnasError, match='holds a retrain run with a different config or arguments'):
         retrain.fit(net, config, data, [0, 2], str(tmp_path / 'full'), progress=False)
 
 
