@@ -77,11 +77,13 @@ class MixedEdges(nn.Module):
 
     def _dense(self, x, mix, train, C):
         defs, group = self._defs(), self._group(C)
-        total = None
+        outputs = []
         for family, name, cols in registry.groups(defs):
             y = family.dense(tuple(defs[i] for i in cols), group, name)(x, train)
-            if y is None:
-                continue
+            if y is not None:
+                outputs.append((cols, y))
+        total = None
+        for cols, y in outputs:
             m = jnp.moveaxis(mix[:, :, np.array(cols)], -1, 0)
             term = (m.reshape(m.shape + (1, 1, 1, 1)) * y).sum(axis=0)
             total = term if total is None else total + term

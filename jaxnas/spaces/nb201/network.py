@@ -19,20 +19,21 @@ one convolution with the targets' kernels concatenated on the output channels, a
 the average pool runs once per source node. On XLA:CPU the cell convs are im2col
 matmuls (:func:`cell_conv`): a conv's backward inside the scan was ~25x slower.
 
-:class:`NB201SearchNetwork` execution modes (same variables for ``dense`` and
-``single_path``):
+The search network's cells build their edges from :class:`jaxnas.ops.modes.MixedEdges`
+(the execution modes written once for every space) over the op registry's NAS-Bench-201
+entries (``space='nb201'``: ``nor_conv_kxk`` the ``nor_convs`` family, a bare
+``avg_pool_3x3``) and the shared ``skip_connect`` / ``none``; the edges leaving one node
+are one edge group (``N`` targets x 1 shared source). Modes:
 
 - ``dense``: every op of every edge, weighted by ``mix['cell'][edge]`` and summed.
-- ``single_path`` (GDAS, Dong & Yang, CVPR 2019): per edge only ``argmax(mix[e])`` runs,
-  through ``lax.switch`` (never under ``vmap``, where a switch runs every branch), and
-  the edge outputs ``mix[e, idx] * op_idx(x)``: with a straight-through one-hot mix the
-  gradient reaches every logit of the edge through ``mix[e, idx]``. Only the selected
-  op's BatchNorm statistics are updated, as in the reference GDAS. An edge that selects
-  `none` outputs zero and passes no gradient.
-- ``partial_channel`` (PC-DARTS, Xu et al., ICLR 2020): on each edge only the first
-  ``C / K`` channels go through the mixed op (ops built with ``C / K`` channels), the
-  rest bypass it, then a channel shuffle with ``K`` groups. ``K = 1`` equals ``dense``.
-  Edge normalisation is a relaxation concern (see ``nb201.EDGE_TARGETS``).
+- ``single_path`` (GDAS): per edge only ``argmax(mix[e])`` runs (``lax.switch`` in a
+  ``scan`` over the edges), scaled by ``mix[e, idx]`` so a straight-through one-hot mix
+  sends gradients to every logit; only the selected op's BatchNorm statistics move.
+- ``partial_channel`` (PC-DARTS): the first ``C / K`` channels of each edge go through
+  the mixed op, the rest bypass it scaled by the edge's total weight ``mix[e].sum()``
+  (PC-DARTS's code; the same rule as the DARTS space -- before the shared module the
+  NB201 bypass was unscaled), then a channel shuffle with ``K`` groups. ``K = 1`` equals
+  ``dense``. Edge normalisation is a relaxation concern (see ``nb201.EDGE_TARGETS``).
 """
 from __future__ import annotations
 
@@ -48,42 +49,15 @@ from jax import lax
 from jaxnas import ops
 from jaxnas.costs import xla
 from jaxnas.errors import JaxnasError
+from jaxnas.nn import cell_conv, conv
+from jaxnas.ops.modes import MODES, MixedEdges
 from jaxnas.spaces import nb201
 
-MODES = ('dense', 'single_path', 'partial_channel')
 CONV_KERNELS = {'nor_conv_1x1': 1, 'nor_conv_3x3': 3}
-KNOWN_OPS = ('none', 'skip_connect', 'avg_pool_3x3') + tuple(CONV_KERNELS)
 
 
 class NB201NetError(JaxnasError):
     """A NAS-Bench-201 network configuration that cannot be built."""
-
-
-def conv(x, w, stride: int = 1):
-    """PyTorch-style conv of ``x (B, H, W, Ci)`` with ``w (k, k, Ci, Co)``, padding ``k // 2``."""
-    p = w.shape[0] // 2
-    return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)),
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-def cell_conv(x, w):
-    """Stride-1 conv with padding ``k // 2`` as used inside the scanned cells.
-
-    On XLA:CPU (jax 0.10.2) a ``conv_general_dilated`` inside a loop body (the cell scan)
-    ran its backward pass about 25x slower than the same conv outside a loop (measured:
-    0.39 s vs 0.016 s for a 16x32x32x16 -> 48 channel 3x3 conv); written as im2col -- the
-    ``k * k`` shifted slices concatenated on channels, then one matmul -- it runs as fast
-    as the plain conv, in or out of the loop. Other backends use the conv.
-    """
-    k = w.shape[0]
-    if jax.default_backend() != 'cpu':
-        return conv(x, w)
-    if k == 1:
-        return jnp.einsum('bhwc,cd->bhwd', x, w[0, 0])
-    p, (H, W) = k // 2, x.shape[1:3]
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    cols = jnp.concatenate([xp[:, i:i + H, j:j + W] for i in range(k) for j in range(k)], axis=-1)
-    return jnp.einsum('bhwk,kd->bhwd', cols, w.reshape(-1, w.shape[-1]))
 
 
 def avg_pool_2x2(x):
@@ -91,113 +65,12 @@ def avg_pool_2x2(x):
     return lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID') / 4.0
 
 
-def channel_shuffle(x, groups: int):
-    """PC-DARTS channel shuffle: ``(..., groups, C / groups)`` channels transposed."""
-    C = x.shape[-1]
-    return x.reshape(x.shape[:-1] + (groups, C // groups)).swapaxes(-1, -2).reshape(x.shape)
-
-
-def batch_norm(x, stats, train: bool, momentum: float = 0.1, eps: float = 1e-5):
-    """Affine-free BN of ``x (B, H, W, C)`` with stats ``(mean, var)``: ``(y, new_stats)``.
-
-    The functional form of :class:`jaxnas.ops.BatchNorm` (same PyTorch semantics), for
-    use inside ``lax.switch`` branches.
-    """
-    mean, var = stats
-    if train:
-        m = jnp.mean(x, (0, 1, 2))
-        v = jnp.mean(jnp.square(x - m), (0, 1, 2))
-        n = x.shape[0] * x.shape[1] * x.shape[2]
-        stats = ((1 - momentum) * mean + momentum * lax.stop_gradient(m),
-                 (1 - momentum) * var + momentum * lax.stop_gradient(v) * n / max(n - 1, 1))
-        mean, var = m, v
-    return (x - mean) * lax.rsqrt(var + eps), stats
-
-
-def _check_primitives(primitives):
-    unknown = [p for p in primitives if p not in KNOWN_OPS]
-    if unknown or not primitives:
-        raise NB201NetError(f"NAS-Bench-201 networks cannot build op(s) {', '.join(unknown) or '(none given)'}; "
-                            f"known ops: {', '.join(KNOWN_OPS)}")
-
-
-class MixedEdges(nn.Module):
-    """The mixed edges from one source node to ``n`` target nodes, ``C`` channels each.
-
-    ``x (B, H, W, C)``, ``mix (n, P)`` -> ``(n, B, H, W, C)``. Conv kernels of the ``n``
-    edges are stored concatenated on the output channels (``(k, k, C, n * C)``) with
-    one BN statistics vector per conv kind, so ``dense`` runs one convolution per kind.
-    """
-    C: int
-    n: int
-    primitives: Sequence[str]
-    single_path: bool = False
-
-    @nn.compact
-    def __call__(self, x, mix, train: bool):
-        C, n = self.C, self.n
-        convs = {}
-        for name, k in CONV_KERNELS.items():
-            if name in self.primitives:
-                w = self.param(f'conv{k}x{k}', ops.torch_uniform(k * k * C), (k, k, C, n * C))
-                mean = self.variable('batch_stats', f'bn{k}x{k}_mean', jnp.zeros, (n * C,), jnp.float32)
-                var = self.variable('batch_stats', f'bn{k}x{k}_var', jnp.ones, (n * C,), jnp.float32)
-                convs[name] = (w, mean, var)
-        update = train and not self.is_initializing()
-        if self.single_path and not self.is_initializing():
-            return self._single_path(x, mix, train, convs, update)
-        h = jax.nn.relu(x)
-        total = jnp.zeros((n,) + x.shape, x.dtype)
-        for p, name in enumerate(self.primitives):
-            if name == 'none':
-                continue
-            if name in convs:
-                w, mean, var = convs[name]
-                y, stats = batch_norm(cell_conv(h, w), (mean.value, var.value), train)
-                if update:
-                    mean.value, var.value = stats
-                y = jnp.moveaxis(y.reshape(x.shape[:-1] + (n, C)), -2, 0)
-            elif name == 'skip_connect':
-                y = x[None]
-            else:  # avg_pool_3x3: parameter-free, computed once for all targets
-                y = ops.pool(x, 'avg', 1)[None]
-            total = total + mix[:, p].reshape(n, 1, 1, 1, 1) * y
-        return total
-
-    def _single_path(self, x, mix, train, convs, update):
-        C = self.C
-        names = list(self.primitives)
-
-        def branch(name):
-            def run(x, kernels, stats):
-                if name == 'none':
-                    return jnp.zeros_like(x), stats
-                if name == 'skip_connect':
-                    return x, stats
-                if name == 'avg_pool_3x3':
-                    return ops.pool(x, 'avg', 1), stats
-                y, new = batch_norm(cell_conv(jax.nn.relu(x), kernels[name]), stats[name], train)
-                return y, {**stats, name: new}
-            return run
-
-        branches = [branch(name) for name in names]
-        outs = []
-        for t in range(self.n):
-            cut = slice(t * C, (t + 1) * C)
-            kernels = {name: w[..., cut] for name, (w, _, _) in convs.items()}
-            stats = {name: (mean.value[cut], var.value[cut]) for name, (_, mean, var) in convs.items()}
-            idx = jnp.argmax(mix[t])
-            y, stats = lax.switch(idx, branches, x, kernels, stats)
-            if update:
-                for name, (_, mean, var) in convs.items():
-                    mean.value = mean.value.at[cut].set(stats[name][0])
-                    var.value = var.value.at[cut].set(stats[name][1])
-            outs.append(mix[t, idx] * y)
-        return jnp.stack(outs)
-
-
 class SearchCell(nn.Module):
-    """A NAS-Bench-201 search cell (``C`` channels); a scan body: ``(x, mix) -> (x', None)``."""
+    """A NAS-Bench-201 search cell (``C`` channels); a scan body: ``(x, mix) -> (x', None)``.
+
+    The edges leaving node ``s`` are one :class:`~jaxnas.ops.modes.MixedEdges` group
+    (``edges_from_{s}``: its ``3 - s`` targets x the one source ``s``).
+    """
     C: int
     primitives: Sequence[str]
     mode: str
@@ -206,20 +79,15 @@ class SearchCell(nn.Module):
 
     @nn.compact
     def __call__(self, x, mix):
-        K = self.partial_channels if self.mode == 'partial_channel' else 1
-        Cp = self.C // K
         nodes, acc = [x], {}
         for s in range(nb201.NUM_NODES - 1):
             targets = list(range(s + 1, nb201.NUM_NODES))
             rows = np.array([nb201.edge_index(t, s) for t in targets])
-            src = nodes[s]
-            y = MixedEdges(Cp, len(targets), tuple(self.primitives), self.mode == 'single_path',
-                           name=f'edges_from_{s}')(src[..., :Cp], mix[rows], self.train)
+            y = MixedEdges(self.C, len(targets), 1, 1, tuple(self.primitives), space='nb201', mode=self.mode,
+                           partial_channels=self.partial_channels, name=f'edges_from_{s}')(
+                nodes[s][None, None], mix[rows][:, None], self.train)
             for k, t in enumerate(targets):
-                out = y[k]
-                if K > 1:
-                    out = channel_shuffle(jnp.concatenate([out, src[..., Cp:]], axis=-1), K)
-                acc[t] = out if t not in acc else acc[t] + out
+                acc[t] = y[k] if t not in acc else acc[t] + y[k]
             nodes.append(acc[s + 1])
         return nodes[-1], None
 
@@ -315,7 +183,12 @@ class NB201SearchNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, x, mix, train: bool = True):
-        _check_primitives(self.primitives)
+        try:
+            ops.lookup(self.primitives, 'nb201')
+        except JaxnasError as e:
+            raise NB201NetError(f'NAS-Bench-201 search network: {e}') from None
+        if not self.primitives:
+            raise NB201NetError('NAS-Bench-201 search network: no primitives given')
         if self.mode not in MODES:
             raise NB201NetError(f"unknown execution mode {self.mode!r}; choose one of {', '.join(MODES)}")
         K = self.partial_channels
