@@ -16,7 +16,9 @@ the updated architecture. Orders of the architecture gradient:
 
 Randomness: one key per step, ``fold_in(state.key, state.step)``, split for
 augmentation and the two losses, so a run is reproducible and resumes exactly.
-BatchNorm running statistics are updated by the weight step's forward pass.
+BatchNorm running statistics are updated by the weight step's forward pass. The weight
+optimiser is the DARTS SGD chain of :mod:`jaxnas.train` (``make_sgd``, ``make_cosine_schedule``),
+the loss :func:`jaxnas.train.cross_entropy`.
 """
 from __future__ import annotations
 
@@ -41,11 +43,6 @@ class SearchState(NamedTuple):
     w_opt: Any
     a_opt: Any
     key: jax.Array
-
-
-# The weight optimiser is the DARTS SGD chain of :mod:`jaxnas.train` (make_sgd, make_cosine_schedule).
-make_lr_schedule = train.make_cosine_schedule      # kept while callers move to jaxnas.train
-make_weight_optimizer = train.make_sgd
 
 
 def make_arch_optimizer(*, lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable
 
@@ -44,11 +45,32 @@ def add_command(subparsers, name: str, run: Callable, *, help: str, description:
     return parser
 
 
+GENOTYPE_FORMS = ('a published name (DARTS_V2), a Genotype(...) text, a NAS-Bench-201 string, '
+                  'a genotype .json/.txt file, or a search output directory')
+
+
+def add_genotype_option(parser: argparse.ArgumentParser, *, required: bool, help_prefix: str = '') -> None:
+    """``--genotype SPEC`` (:data:`GENOTYPE_FORMS`), as ``jaxnas retrain`` and ``jaxnas run`` take it."""
+    parser.add_argument('--genotype', required=required, default=None,
+                        help=f'{help_prefix} ({GENOTYPE_FORMS})' if help_prefix else GENOTYPE_FORMS)
+
+
 def load_config(args, overrides):
     """The config named by ``--config`` with the ``--config.FIELD=VALUE`` overrides applied."""
     from jaxnas import config as config_lib
     return config_lib.apply_overrides(config_lib.load_config(args.config),
                                       config_lib.parse_overrides(overrides))
+
+
+def prepare(args, overrides, validate: Callable, name: Callable) -> tuple:
+    """What every command does before it runs: ``(config, workdir)``, the config loaded
+    (:func:`load_config`) and checked by ``validate``, the work directory ``--workdir`` or
+    ``runs/<name(config)>``; the persistent compilation cache turned on."""
+    from jaxnas.search import enable_compilation_cache
+    config = load_config(args, overrides)
+    validate(config)
+    enable_compilation_cache()
+    return config, args.workdir or os.path.join('runs', name(config))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 
 Runs every relaxation of ``config.compare.relaxations`` with every seed of
 ``config.compare.seeds`` (each a normal search in ``workdir/<relaxation>_seed<s>``, so an
-interrupted study resumes where it stopped) and writes into ``workdir``:
+interrupted study resumes where it stopped) and writes into ``workdir`` (claimed by
+``run.json``, :func:`jaxnas.runs.claim`: a different study there is refused):
 
 - ``compare.md`` / ``compare.csv`` / ``compare.json``: per relaxation, mean ± std over
   seeds of the supernet's final validation accuracy, skip_connect count of the derived
@@ -15,6 +16,7 @@ interrupted study resumes where it stopped) and writes into ``workdir``:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -22,7 +24,7 @@ import time
 import ml_collections
 import numpy as np
 
-from jaxnas import config as config_lib, search, spaces
+from jaxnas import config as config_lib, runs as runs_lib, search, spaces
 
 
 def _runs(config):
@@ -50,11 +52,6 @@ def validate(config) -> None:
         config_lib.validate(c)
 
 
-def _read_log(workdir):
-    with open(os.path.join(workdir, 'log.jsonl')) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _mean_std(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -65,13 +62,13 @@ def _mean_std(values):
 def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
     """Run (or resume) the study and write its table and plots; returns the JSON record."""
     validate(config)
-    os.makedirs(workdir, exist_ok=True)
+    runs_lib.claim(workdir, 'compare', config)
     rows = {}
     for name, seed, c in _runs(config):
         run_dir = os.path.join(workdir, f'{name}_seed{seed}')
         t0 = time.time()
         summary = search.run_search(c, run_dir, progress=progress)
-        log = _read_log(run_dir)
+        log = runs_lib.read_jsonl(os.path.join(run_dir, 'log.jsonl'))
         rows.setdefault(name, []).append({
             'seed': seed, 'summary': summary, 'log': log,
             'search_wall_time_s': float(sum(r['epoch_time_s'] for r in log)),
@@ -97,8 +94,7 @@ def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
         record['relaxations'][name] = stats
     _write_table(record, workdir)
     _plot(rows, config, workdir)
-    with open(os.path.join(workdir, 'compare.json'), 'w') as f:
-        json.dump(record, f, indent=2)
+    runs_lib.write_json(os.path.join(workdir, 'compare.json'), record)
     return record
 
 
@@ -129,13 +125,13 @@ def _write_table(record, workdir):
             tab = s.get('tabular', {}).get(seed) if s.get('tabular') else None
             if tab:
                 lines.append(f'  - tabular: {json.dumps(tab)}')
-    with open(os.path.join(workdir, 'compare.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    with open(os.path.join(workdir, 'compare.csv'), 'w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['relaxation', 'mode'] + [f'{k}_{m}' for k, _, _ in COLUMNS for m in ('mean', 'std')])
-        for name, s in rel.items():
-            w.writerow([name, s['mode']] + [s[k][m] for k, _, _ in COLUMNS for m in ('mean', 'std')])
+    runs_lib.write_text(os.path.join(workdir, 'compare.md'), '\n'.join(lines) + '\n')
+    table = io.StringIO(newline='')
+    w = csv.writer(table)
+    w.writerow(['relaxation', 'mode'] + [f'{k}_{m}' for k, _, _ in COLUMNS for m in ('mean', 'std')])
+    for name, s in rel.items():
+        w.writerow([name, s['mode']] + [s[k][m] for k, _, _ in COLUMNS for m in ('mean', 'std')])
+    runs_lib.write_text(os.path.join(workdir, 'compare.csv'), table.getvalue())
 
 
 def _plot(rows, config, workdir):
@@ -176,10 +172,7 @@ def _plot(rows, config, workdir):
 
 def _command(args, overrides) -> int:
     from jaxnas import cli
-    config = cli.load_config(args, overrides)
-    workdir = args.workdir or os.path.join('runs', f'{config.name}_compare')
-    validate(config)
-    search.enable_compilation_cache()
+    config, workdir = cli.prepare(args, overrides, validate, lambda c: f'{c.name}_compare')
     record = run_compare(config, workdir, progress=not args.no_progress)
     with open(os.path.join(workdir, 'compare.md')) as f:
         print(f.read())
@@ -190,8 +183,7 @@ def _command(args, overrides) -> int:
 def register(subparsers) -> None:
     """``jaxnas compare``: relaxations x seeds on one space, data set and budget."""
     from jaxnas import cli
-    p = subparsers.add_parser('compare', help='compare relaxations over seeds with one budget',
-                              description='Run every relaxation in config.compare.relaxations with every '
-                              'seed in config.compare.seeds and write a table and plots.')
-    cli.add_config_arguments(p, 'all six relaxations on the embedded digits (experiments/compare.py)')
-    p.set_defaults(run=_command)
+    cli.add_command(subparsers, 'compare', _command, help='compare relaxations over seeds with one budget',
+                    description='Run every relaxation in config.compare.relaxations with every seed in '
+                    'config.compare.seeds and write a table and plots.',
+                    default_config='all six relaxations on the embedded digits (experiments/compare.py)')

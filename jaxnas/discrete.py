@@ -10,7 +10,8 @@ across resumes), or a best fitness ``>= target`` ("good enough").
 
 Outputs in ``workdir``:
 
-- ``config.json``: a different config in the same directory is refused;
+- ``run.json``: the kind and config (:func:`jaxnas.runs.claim`); a different config in the
+  same directory is refused;
 - ``checkpoints/``: orbax checkpoints of the searcher state and the loop counters;
   rerunning resumes, and a resumed run equals an uninterrupted one (the round keys are
   ``fold_in(seed, round)`` and fitness is deterministic);
@@ -32,8 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import fitness as fitness_lib, searchers, spaces
-from jaxnas.checkpoint import Checkpointer
+from jaxnas import fitness as fitness_lib, runs, searchers, spaces
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces import choices
 
@@ -101,25 +101,6 @@ def make_searcher(config, space) -> searchers.DiscreteSearcher:
     return searchers.make_searcher(d.searcher, space, batch_size=d.batch_size, **kwargs)
 
 
-def _write_json(path, obj):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _read_history(path, evaluations: int) -> list:
-    """History lines of the first ``evaluations`` candidates (drops lines past the checkpoint)."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        lines = [json.loads(l) for l in f if l.strip()]
-    lines = [l for l in lines if l['evaluation'] < evaluations]
-    with open(path, 'w') as f:
-        f.writelines(json.dumps(l) + '\n' for l in lines)
-    return lines
-
-
 def _steady_rate(history: list) -> Optional[float]:
     """Evaluations per minute after the first round (which holds the compile), or None."""
     later = [h for h in history if h['round'] > 0]
@@ -163,17 +144,7 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
     d = config.discrete
     space = make_space(config)
     searcher = make_searcher(config, space)
-    os.makedirs(workdir, exist_ok=True)
-    config_json = config.to_json_best_effort(sort_keys=True)
-    config_path = os.path.join(workdir, 'config.json')
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            if json.load(f) != json.loads(config_json):
-                raise JaxnasError(f'{workdir} holds a run with a different config; pass a new --workdir '
-                                  '(or the same config to resume that run)')
-    else:
-        with open(config_path, 'w') as f:
-            f.write(config_json)
+    runs.claim(workdir, 'discrete', config)
 
     t_setup = time.time()
     fitness = fitness or fitness_lib.make_fitness(config, space, dataset=dataset, workdir=workdir)
@@ -184,10 +155,11 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
     k_init, k_run = jax.random.split(key)
     state = LoopState(searcher.init(k_init), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
                       jnp.zeros((), jnp.float32), jnp.full((), -jnp.inf, jnp.float32))
-    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+    ckpt = runs.Checkpointer(os.path.join(workdir, 'checkpoints'))
     _, state = ckpt.restore(state)
     history_path = os.path.join(workdir, 'history.jsonl')
-    history = _read_history(history_path, int(state.evaluations))
+    # the candidates the checkpoint has seen (a crash may have logged more)
+    history = runs.truncate_jsonl(history_path, 'evaluation', int(state.evaluations) - 1)
     evaluations, rnd = int(state.evaluations), int(state.round)
     elapsed0 = float(state.elapsed_s)
     best = max([h['fitness'] for h in history if np.isfinite(h['fitness'])], default=-np.inf)
@@ -216,20 +188,21 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
         values = np.asarray([objective(m) for m in metrics], np.float64)
         values = np.where(np.isfinite(values), values, np.nan)
         elapsed = elapsed0 + time.time() - t0
-        with open(history_path, 'a') as f:
-            for i, (v, c, m, fv) in enumerate(zip(vectors[:n], decoded, metrics, values)):
-                improved = bool(np.isfinite(fv) and fv > best)   # ties keep the earliest
-                if improved:
-                    best = float(fv)
-                line = {'evaluation': evaluations + i, 'round': rnd, 'choices': v.tolist(),
-                        'genotype': str(c.genotype), 'hparams': c.hparams,
-                        'metrics': {k: float(x) for k, x in m.items()},
-                        'cost': {k: float(m[k]) for k in COST_METRICS if k in m},
-                        'fitness': float(fv), 'best_so_far': float(best), 'elapsed_s': elapsed}
-                if improved:
-                    best_line = line
-                history.append(line)
-                f.write(json.dumps(line) + '\n')
+        lines = []
+        for i, (v, c, m, fv) in enumerate(zip(vectors[:n], decoded, metrics, values)):
+            improved = bool(np.isfinite(fv) and fv > best)   # ties keep the earliest
+            if improved:
+                best = float(fv)
+            line = {'evaluation': evaluations + i, 'round': rnd, 'choices': v.tolist(),
+                    'genotype': str(c.genotype), 'hparams': c.hparams,
+                    'metrics': {k: float(x) for k, x in m.items()},
+                    'cost': {k: float(m[k]) for k in COST_METRICS if k in m},
+                    'fitness': float(fv), 'best_so_far': float(best), 'elapsed_s': elapsed}
+            if improved:
+                best_line = line
+            lines.append(line)
+        history += lines
+        runs.append_jsonl(history_path, lines)
         evaluations += n
         rnd += 1
         rounds_this_call += 1
@@ -267,26 +240,22 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
     if reason is not None and history:
         if best_line is not None:
             g = space.decode(np.asarray(best_line['choices'], np.int32)).genotype
-            with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
-                f.write(str(g) + '\n')
-            _write_json(os.path.join(workdir, 'genotype.json'), spaces.of_genotype(g).to_json(g))
-            _write_json(os.path.join(workdir, 'best.json'), best_line)
+            runs.write_text(os.path.join(workdir, 'genotype.txt'), str(g) + '\n')
+            runs.write_json(os.path.join(workdir, 'genotype.json'), spaces.of_genotype(g).to_json(g))
+            runs.write_json(os.path.join(workdir, 'best.json'), best_line)
         plot_history(history, os.path.join(workdir, 'best_so_far.png'),
                      f'{d.searcher} / {d.fitness.mode} ({config.name})')
-        _write_json(os.path.join(workdir, 'summary.json'), summary)
+        runs.write_json(os.path.join(workdir, 'summary.json'), summary)
     return summary
 
 
 def _command(args, overrides) -> int:
-    from jaxnas import cli, search
+    from jaxnas import cli
     if args.searcher:
         overrides = list(overrides) + [f'--config.discrete.searcher={args.searcher}']
     if args.fitness:
         overrides = list(overrides) + [f'--config.discrete.fitness.mode={args.fitness}']
-    config = cli.load_config(args, overrides)
-    validate(config)
-    workdir = args.workdir or os.path.join('runs', f'{config.name}_{config.discrete.searcher}')
-    search.enable_compilation_cache()
+    config, workdir = cli.prepare(args, overrides, validate, lambda c: f'{c.name}_{c.discrete.searcher}')
     summary = run_discrete(config, workdir, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     if summary.get('best_genotype') and summary['complete']:
@@ -298,11 +267,10 @@ def _command(args, overrides) -> int:
 def register(subparsers) -> None:
     """``jaxnas discrete``: random search, regularized evolution or REINFORCE."""
     from jaxnas import cli
-    p = subparsers.add_parser('discrete', help='discrete search (random, evolution, reinforce)',
-                              description='Run or resume a discrete architecture (+ hyperparameter) search.')
-    cli.add_config_arguments(p, 'regularized evolution with short training on the embedded digits')
+    p = cli.add_command(subparsers, 'discrete', _command, help='discrete search (random, evolution, reinforce)',
+                        description='Run or resume a discrete architecture (+ hyperparameter) search.',
+                        default_config='regularized evolution with short training on the embedded digits')
     p.add_argument('--searcher', choices=tuple(searchers.SEARCHERS), default=None,
                    help='overrides config.discrete.searcher')
     p.add_argument('--fitness', choices=tuple(fitness_lib.FITNESS_MODES), default=None,
                    help='overrides config.discrete.fitness.mode')
-    p.set_defaults(run=_command)

@@ -41,7 +41,6 @@ Modes (:data:`FITNESS_MODES`):
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -52,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import data as data_lib, ops, spaces
+from jaxnas import data as data_lib, ops, runs, spaces, train
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces.choices import Candidate
 
@@ -117,37 +116,20 @@ def _model(config, channels: int, layers: int):
     return m
 
 
-def _padded(x, y, n: int, batch: int):
-    """The first ``n`` examples (all for 0), padded to a multiple of ``batch``, and a mask."""
-    if n:
-        x, y = x[:n], y[:n]
-    count = -(-len(x) // batch) * batch
-    mask = np.zeros(count, np.float32)
-    mask[:len(x)] = 1
-    pad = count - len(x)
-    if pad:
-        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-        y = np.concatenate([y, np.zeros(pad, y.dtype)])
-    shape = (count // batch, batch)
-    return x.reshape(shape + x.shape[1:]), y.reshape(shape), mask.reshape(shape)
+def _val_batches(data, limit: int, batch_size: int) -> tuple:
+    """The first ``limit`` arch-val examples as padded, stacked batches on the device."""
+    return tuple(jnp.asarray(v) for v in train.pad_batches(data.val_x, data.val_y, batch_size, limit))
 
 
 def _scored(net, variables, mix, xs, ys, masks, train_mode_bn: bool):
     """``(loss, accuracy, predictions)`` over batches ``xs`` (scan), inference mode or batch statistics."""
-    def body(carry, batch):
-        x, y, m = batch
+    def logits(x):
         if train_mode_bn:
-            logits, _ = net.apply(variables, x, mix, train=True, mutable=['batch_stats'])
-        else:
-            logits = net.apply(variables, x, mix, train=False)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        pred = jnp.argmax(logits, -1)
-        correct = (pred == y).astype(jnp.float32)
-        return (carry[0] + jnp.sum(losses * m), carry[1] + jnp.sum(correct * m)), pred.astype(jnp.int32)
+            return net.apply(variables, x, mix, train=True, mutable=['batch_stats'])[0]
+        return net.apply(variables, x, mix, train=False)
 
-    (loss, correct), preds = jax.lax.scan(body, (0.0, 0.0), (xs, ys, masks))
-    total = jnp.sum(masks)
-    return loss / total, correct / total, preds
+    means, preds = train.scan_evaluate(logits, xs, ys, masks)
+    return means['loss'], means['correct'], preds
 
 
 def _f1(preds, ys, masks, num_classes: int) -> float:
@@ -213,8 +195,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
         for r in range(seeds)]
     train_idx = jnp.asarray(np.stack(orders))
     train_x, train_y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
-    val = _padded(data.val_x, data.val_y, st.eval_examples, config.data.eval_batch_size)
-    val = tuple(jnp.asarray(v) for v in val)
+    val = _val_batches(data, st.eval_examples, config.data.eval_batch_size)
     programs = {}
     memo = {}
     timings = []   # trace and compile seconds of each program built
@@ -227,15 +208,13 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
         variables = jax.tree.map(lambda *v: jnp.stack(v), *inits)
 
         def train_one(variables, idx_steps, mix, lr, wd):
-            def tx(t):
-                return lr * 0.5 * (1 + jnp.cos(jnp.pi * t / steps))
-            opt = optax.chain(optax.clip_by_global_norm(st.grad_clip), optax.add_decayed_weights(wd),
-                              optax.sgd(tx, momentum=st.momentum))
+            opt = train.make_sgd(train.make_cosine_schedule(lr, 0.0, steps), momentum=st.momentum,
+                                 weight_decay=wd, grad_clip=st.grad_clip)   # cosine per step, to 0
             params, stats = variables['params'], variables['batch_stats']
 
             def loss(p, s, x, y):
                 logits, upd = net.apply({'params': p, 'batch_stats': s}, x, mix, train=True, mutable=['batch_stats'])
-                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd['batch_stats']
+                return train.cross_entropy(logits, y), upd['batch_stats']
 
             def step(carry, idx):
                 p, s, o = carry
@@ -404,7 +383,6 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     write into one folder: train it once first, then run searchers in parallel.
     """
     from jaxnas import search
-    from jaxnas.checkpoint import Checkpointer
     cell_space = spaces.get(config.space)
     ws = config.discrete.weight_sharing
     if ws.batch_norm not in ('batch', 'running'):
@@ -418,24 +396,19 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     data = _load_data(config, dataset)
     sdir = supernet_dir(config, workdir)
     t0 = time.perf_counter()
-    done = os.path.join(sdir, 'summary.json')
-    if os.path.exists(done) and json.load(open(done)).get('complete'):
-        summary = json.load(open(done))
+    summary = runs.read_json(os.path.join(sdir, 'summary.json'), default={})
+    if summary.get('complete'):
         reused = True
     else:
         summary = search.run_search(sconfig, sdir, progress=False, dataset=data)
         reused = False
     searcher = search.Searcher(sconfig, data)
-    ckpt = Checkpointer(os.path.join(sdir, 'checkpoints'))
-    _, state = ckpt.restore(searcher.init_state())
-    ckpt.close()
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'supernet.json'), 'w') as f:
-        json.dump({'dir': sdir, 'reused': reused, 'seconds': time.perf_counter() - t0, 'summary': summary}, f, indent=2)
+    _, state = runs.restore(os.path.join(sdir, 'checkpoints'), searcher.init_state())
+    runs.write_json(os.path.join(workdir, 'supernet.json'),
+                    {'dir': sdir, 'reused': reused, 'seconds': time.perf_counter() - t0, 'summary': summary})
     net = cell_space.search_network(config.model, data.num_classes, mode=execution)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    val = tuple(jnp.asarray(v) for v in _padded(data.val_x, data.val_y, ws.eval_examples,
-                                                 config.data.eval_batch_size))
+    val = _val_batches(data, ws.eval_examples, config.data.eval_batch_size)
     group = config.discrete.batch_size if execution == 'dense' else 1
     train_mode_bn = ws.batch_norm == 'batch'
 

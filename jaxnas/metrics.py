@@ -20,7 +20,6 @@ import jax
 import numpy as np
 
 from jaxnas.costs import xla
-from jaxnas.costs.xla import count_params  # noqa: F401  (callers move to jaxnas.costs)
 
 
 # ----------------------------------------------------------------------------------------

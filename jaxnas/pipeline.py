@@ -26,12 +26,11 @@ holding a run with a different config is refused, never overwritten.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Optional
 
-from jaxnas import baseline, config as config_lib, report, retrain, search, spaces
+from jaxnas import baseline, config as config_lib, report, retrain, runs, search, spaces
 from jaxnas.errors import JaxnasError
 
 
@@ -58,30 +57,13 @@ def search_config(config):
     return c
 
 
-def _claim(workdir: str, config, genotype_spec: Optional[str]) -> None:
-    identity = {'config': json.loads(config.to_json_best_effort(sort_keys=True)), 'genotype': genotype_spec}
-    path = os.path.join(workdir, 'pipeline.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            if json.load(f) != json.loads(json.dumps(identity)):
-                raise PipelineError(f'{workdir} holds a pipeline run with a different config or genotype; pass a '
-                                    'new --workdir (or the same arguments to resume that run)')
-        return
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(identity, f, indent=2)
-
-
 def _timings(workdir: str, stage: str, seconds: Optional[float] = None) -> dict:
+    """The stages' wall seconds in ``timings.json``, ``seconds`` added to ``stage``'s."""
     path = os.path.join(workdir, 'timings.json')
-    timings = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            timings = json.load(f)
+    timings = runs.read_json(path, default={})
     if seconds is not None:
         timings[stage] = timings.get(stage, 0.0) + seconds
-        with open(path, 'w') as f:
-            json.dump(timings, f, indent=2)
+        runs.write_json(path, timings)
     return timings
 
 
@@ -89,11 +71,10 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
     """Run (or resume) the whole pipeline into ``workdir``; returns ``report.json``'s dict."""
     validate(config)
     genotype = retrain.resolve_genotype(genotype_spec, config.space) if genotype_spec else None  # fail before writing
-    _claim(workdir, config, genotype_spec)
+    runs.claim(workdir, 'pipeline', config, genotype=genotype_spec)
     report_path = os.path.join(workdir, 'report.json')
     if os.path.exists(report_path):
-        with open(report_path) as f:
-            return json.load(f)
+        return runs.read_json(report_path)
     say = print if progress else (lambda *a, **k: None)
 
     # ---- search -------------------------------------------------------------------------
@@ -109,8 +90,7 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
         genotype = retrain.resolve_genotype(search_dir, config.space)
 
     # ---- derive -------------------------------------------------------------------------
-    with open(os.path.join(workdir, 'genotype.txt'), 'w') as f:
-        f.write(str(genotype) + '\n')
+    runs.write_text(os.path.join(workdir, 'genotype.txt'), str(genotype) + '\n')
     say(f'[jaxnas run] genotype: {genotype}')
 
     # ---- retrain NAS and manual networks ------------------------------------------------
@@ -151,10 +131,7 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
 
 def _command(args, overrides) -> int:
     from jaxnas import cli
-    config = cli.load_config(args, overrides)
-    validate(config)
-    workdir = args.workdir or os.path.join('runs', f'{config.name}_pipeline')
-    search.enable_compilation_cache()
+    config, workdir = cli.prepare(args, overrides, validate, lambda c: f'{c.name}_pipeline')
     t0 = time.time()
     out = run_pipeline(config, workdir, genotype_spec=args.genotype, progress=not args.no_progress)
     with open(os.path.join(workdir, 'report.md')) as f:
@@ -167,11 +144,9 @@ def _command(args, overrides) -> int:
 def register(subparsers) -> None:
     """``jaxnas run``: the whole pipeline, search to report."""
     from jaxnas import cli
-    p = subparsers.add_parser('run', help='search, retrain NAS and manual networks over seeds, report',
-                              description='Search -> derive -> retrain the NAS network and a parameter-matched '
-                              'ResNet over several seeds -> score on the test split -> Markdown/PNG report.')
-    cli.add_config_arguments(p, 'DARTS on the embedded digits, 3 seeds')
-    p.add_argument('--genotype', default=None,
-                   help='skip the search and use this genotype (published name, Genotype(...) text, '
-                        'NAS-Bench-201 string, .json/.txt file, or a search output directory)')
-    p.set_defaults(run=_command)
+    p = cli.add_command(subparsers, 'run', _command,
+                        help='search, retrain NAS and manual networks over seeds, report',
+                        description='Search -> derive -> retrain the NAS network and a parameter-matched ResNet '
+                        'over several seeds -> score on the test split -> Markdown/PNG report.',
+                        default_config='DARTS on the embedded digits, 3 seeds')
+    cli.add_genotype_option(p, required=False, help_prefix='skip the search and use this genotype')

@@ -458,11 +458,7 @@ def run_retrain(config, workdir: str, genotype_spec: str, *, progress: bool = Tr
 
 def _command(args, overrides) -> int:
     from jaxnas import cli
-    from jaxnas.search import enable_compilation_cache
-    config = cli.load_config(args, overrides)
-    validate(config)
-    workdir = args.workdir or os.path.join('runs', f'{config.name}_retrain')
-    enable_compilation_cache()
+    config, workdir = cli.prepare(args, overrides, validate, lambda c: f'{c.name}_retrain')
     summary = run_retrain(config, workdir, args.genotype, progress=not args.no_progress)
     brief = {k: v for k, v in summary.items() if k != 'scores'}
     brief['scores'] = [{k: v for k, v in s.items() if k != 'confusion_matrix'} for s in summary.get('scores', [])]
@@ -478,6 +474,4 @@ def register(subparsers) -> None:
                         description='Train the evaluation network of a genotype from scratch (DARTS protocol, '
                         'config.retrain) and score it on the held-out test split.',
                         default_config='the digits retraining protocol')
-    p.add_argument('--genotype', required=True,
-                   help="a published name (DARTS_V2), a Genotype(...) text, a NAS-Bench-201 string, "
-                        'a genotype .json/.txt file, or a search output directory')
+    cli.add_genotype_option(p, required=True)

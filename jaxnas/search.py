@@ -230,10 +230,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
 
 def _command(args, overrides) -> int:
     from jaxnas import cli
-    config = cli.load_config(args, overrides)
-    config_lib.validate(config)
-    workdir = args.workdir or os.path.join('runs', config.name)
-    enable_compilation_cache()
+    config, workdir = cli.prepare(args, overrides, config_lib.validate, lambda c: c.name)
     summary = run_search(config, workdir, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     if summary['complete']:

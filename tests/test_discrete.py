@@ -49,7 +49,7 @@ def test_outputs_and_resume_equals_uninterrupted(tmp_path, searcher):
     full = str(tmp_path / 'full')
     summary = discrete.run_discrete(config, full, progress=False, fitness=toy_fitness(config))
     assert summary['complete'] and summary['stop'] == 'evaluations' and summary['evaluations'] == 24
-    for name in ('config.json', 'history.jsonl', 'genotype.txt', 'genotype.json', 'best.json',
+    for name in ('run.json', 'history.jsonl', 'genotype.txt', 'genotype.json', 'best.json',
                  'summary.json', 'best_so_far.png'):
         assert os.path.getsize(os.path.join(full, name)) > 0, name
     h = _history(full)

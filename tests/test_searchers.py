@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxnas import searchers
-from jaxnas.checkpoint import Checkpointer
+from jaxnas.runs import Checkpointer
 from jaxnas.spaces import choices, darts, nb201
 
 HPARAMS = {'lr': (0.025, 0.05, 0.1), 'weight_decay': (0.0, 3e-4)}

@@ -4,8 +4,8 @@
 with a mask (1 for real examples, 0 on the padding). They are consumed either on the
 host, one jitted call per batch (:func:`evaluate`: means of per-batch masked sums;
 :func:`predict`: per-example outputs without the padding), or stacked
-(:func:`pad_batches`) inside a jitted program (:func:`scan_evaluate`, a ``lax.scan`` over
-the batches).
+(:func:`pad_batches`) inside a jitted program (:func:`scan_evaluate`: loss, accuracy and
+predictions of a logits function, a ``lax.scan`` over the batches).
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Callable, Iterator, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxnas.train.loss import masked_sums
 
 
 class Batches(NamedTuple):
@@ -66,15 +68,16 @@ def predict(fn: Callable, x, batch_size: int, axis: int = 0) -> np.ndarray:
     return np.concatenate(outs, axis=axis)
 
 
-def scan_evaluate(fn: Callable, xs, ys, masks):
-    """Inside a jitted program: ``fn(x, y, mask) -> ({name: masked sum}, per-example outputs)``
-    over stacked batches (:func:`pad_batches`) by ``lax.scan``; returns the sums divided by
-    the number of real examples, and the per-example outputs ``(num_batches, batch_size, ...)``."""
+def scan_evaluate(logits_fn: Callable, xs, ys, masks):
+    """Inside a jitted program: mean loss and accuracy of ``logits_fn(x)`` over stacked
+    batches (:func:`pad_batches`) by ``lax.scan``. Returns ``({'loss', 'correct'}`` means over
+    the real examples, int32 predictions ``(num_batches, batch_size))``."""
     def body(carry, batch):
-        sums, out = fn(*batch)
-        return jax.tree.map(lambda c, s: c + s, carry, sums), out
+        x, y, mask = batch
+        logits = logits_fn(x)
+        sums = masked_sums(logits, y, mask)
+        return {k: carry[k] + sums[k] for k in carry}, jnp.argmax(logits, -1).astype(jnp.int32)
 
-    zeros = jax.tree.map(lambda _: 0.0, jax.eval_shape(fn, xs[0], ys[0], masks[0])[0])
-    sums, outs = jax.lax.scan(body, zeros, (xs, ys, masks))
+    sums, preds = jax.lax.scan(body, {'loss': 0.0, 'correct': 0.0}, (xs, ys, masks))
     total = jnp.sum(masks)
-    return jax.tree.map(lambda s: s / total, sums), outs
+    return {k: v / total for k, v in sums.items()}, preds
