@@ -72,6 +72,10 @@ def test_atomic_json_write_replaces_whole_files_and_leaves_no_temporary(tmp_path
     runs.write_json(path, {'b': [1, 2]})
     assert runs.read_json(path) == {'b': [1, 2]} and os.listdir(tmp_path) == ['summary.json']
     assert runs.read_json(str(tmp_path / 'missing.json'), default={}) == {}
+    (tmp_path / 'torn.json').write_text('{"a": ')
+    with pytest.raises(JaxnasError, match='torn.json is not valid JSON'):
+        runs.read_json(str(tmp_path / 'torn.json'))
+    os.remove(tmp_path / 'torn.json')
 
     class Unserialisable:
         pass

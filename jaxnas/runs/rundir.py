@@ -102,7 +102,10 @@ def read_json(path: str, default=None):
     if not os.path.exists(path):
         return default
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise RunDirError(f'{path} is not valid JSON ({e}); move it away or pass a new --workdir') from None
 
 
 def append_jsonl(path: str, records: Iterable[dict]) -> None:
