@@ -80,6 +80,10 @@ def out_size(size: int, stride: int) -> int:
 
 def plan(macro: Macro, layers: Sequence[int], input_hw) -> list:
     """The :class:`LayerShape` of every searchable layer, in network order."""
+    if not len(layers) == len(macro.widths) == len(macro.strides):
+        from jaxnas.errors import JaxnasError
+        raise JaxnasError(f'the MBConv macro has {len(macro.widths)} widths and {len(macro.strides)} strides '
+                          f'for a layout of {len(layers)} stages {list(layers)}: give one of each per stage')
     H, W = (out_size(n, macro.stem_stride) for n in input_hw)
     c, out = macro.stem_channels, []
     for s, (n, width, stride) in enumerate(zip(layers, macro.widths, macro.strides)):
