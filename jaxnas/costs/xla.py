@@ -42,12 +42,6 @@ def count_params(tree) -> int:
     return int(sum(np.prod(np.shape(x), dtype=np.int64) for x in jax.tree.leaves(tree)))
 
 
-def module_params(module, *args, **kwargs) -> int:
-    """Parameters of a Flax module (``eval_shape`` of ``init``: shapes only, nothing compiled)."""
-    shapes = jax.eval_shape(functools.partial(module.init, **kwargs), jax.random.key(0), *args)
-    return count_params(shapes['params'])
-
-
 # ----------------------------------------------------------------------------------------
 # Scans unrolled: a jaxpr interpreter
 # ----------------------------------------------------------------------------------------
