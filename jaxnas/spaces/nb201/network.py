@@ -84,7 +84,7 @@ class SearchCell(nn.Module):
             targets = list(range(s + 1, nb201.NUM_NODES))
             rows = np.array([nb201.edge_index(t, s) for t in targets])
             y = MixedEdges(self.C, len(targets), 1, 1, tuple(self.primitives), space='nb201', mode=self.mode,
-                           partial_channels=self.partial_channels, name=f'edges_from_{s}')(
+                           partial_channels=self.partial_channels, scan_edges=False, name=f'edges_from_{s}')(
                 nodes[s][None, None], mix[rows][:, None], self.train)
             for k, t in enumerate(targets):
                 acc[t] = y[k] if t not in acc else acc[t] + y[k]
