@@ -297,11 +297,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ('w_weight_decay', 'a_weight_decay'):
         check(config.optim[field] >= 0, f'optim.{field}', 'must be >= 0')
     spaces.get(config.space).check_config(config)
-    try:
-        r = relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
-                                  **config.relaxation.kwargs.to_dict())
+    try:   # the space's check_config (above) checks its widths against the partial-channel k
+        relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
+                              **config.relaxation.kwargs.to_dict())
     except JaxnasError as e:
         raise ConfigError(f'bad config value relaxation.kwargs: {e}') from None
-    if (config.search.mode or r.mode) == 'partial_channel':
-        check(config.model.channels % r.partial_channels == 0, 'model.channels',
-              f'must be divisible by the partial-channel k={r.partial_channels}')
+
+
+def partial_channel_k(config, space) -> int:
+    """The partial-channel ``k`` the search of ``config`` runs with on ``space`` (1 unless
+    the execution mode is ``partial_channel``; 1 also for relaxation arguments that
+    :func:`validate` rejects itself). Spaces check their widths against it."""
+    from jaxnas import relax
+    if 'relaxation' not in config or 'search' not in config:
+        return 1
+    try:
+        r = relax.make_relaxation(config.relaxation.name, space=space, **config.relaxation.kwargs.to_dict())
+    except JaxnasError:
+        return 1
+    return r.partial_channels if (config.search.mode or r.mode) == 'partial_channel' else 1

@@ -100,8 +100,8 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
     say(f'[jaxnas run] retrain the NAS network ({len(seeds)} seeds) -> {workdir}/nas')
     t0 = time.time()
     nas = retrain.fit(nas_net, config, data, seeds, os.path.join(workdir, 'nas'), progress=progress,
-                      description={'model': 'nas', 'network': type(nas_net).__name__, 'genotype': str(genotype),
-                                   'channels': config.retrain.channels, 'layers': config.retrain.layers})
+                      description={'model': 'nas', 'space': spaces.of_genotype(genotype).name,
+                                   'network': type(nas_net).__name__, 'genotype': str(genotype)})
     _timings(workdir, 'retrain_nas', time.time() - t0)
     target = nas['cost']['params']
     manual_net, info = baseline.make_baseline(target, blocks=config.baseline.blocks,

@@ -85,6 +85,21 @@ def _keys(key, logits):
     return dict(zip(names, jax.random.split(key, len(names))))
 
 
+def _op_mask(space) -> Optional[dict]:
+    """The space's allowed-op mask (cell -> bool ``(edges, ops)``), or ``None`` if every op
+    is allowed on every edge (then no relaxation changes a single operation)."""
+    mask = getattr(space, 'op_mask', None)
+    return None if mask is None else {k: jnp.asarray(np.asarray(v, bool)) for k, v in mask.items()}
+
+
+def _masked_logits(logits, mask):
+    """Logits of disallowed ops at -1e9: softmax, Gumbel and sigmoid weights give them 0
+    (and no gradient). ``mask=None`` returns ``logits`` itself."""
+    if mask is None:
+        return logits
+    return {k: (jnp.where(mask[k], a, -1e9) if k in mask else a) for k, a in logits.items()}
+
+
 def _check_positive(**values):
     for name, v in values.items():
         if not v > 0:
@@ -140,11 +155,12 @@ def gumbel_softmax(logits, key, tau, hard: bool, max_tries: int = 10, noise: Cal
 
 def softmax(temperature: float = 1.0, *, space=None, total_steps: int = 1) -> Relaxation:
     """DARTS: ``softmax(logits / temperature)`` over the ops of every edge."""
-    del space, total_steps
+    del total_steps
     _check_positive(temperature=temperature)
+    mask = _op_mask(space)
 
     def normalized(logits):
-        return _map(lambda a: jax.nn.softmax(a / temperature, axis=-1), logits)
+        return _map(lambda a: jax.nn.softmax(a / temperature, axis=-1), _masked_logits(logits, mask))
 
     def weights(logits, key, step):
         del key, step
@@ -153,46 +169,61 @@ def softmax(temperature: float = 1.0, *, space=None, total_steps: int = 1) -> Re
     return Relaxation(init_logits, weights, _no_penalty, normalized)
 
 
-def _softmax_weights(logits):
-    return _map(lambda a: jax.nn.softmax(a, axis=-1), logits)
+def _softmax_weights(mask=None):
+    return lambda logits: _map(lambda a: jax.nn.softmax(a, axis=-1), _masked_logits(logits, mask))
 
 
-def _gumbel(tau: Callable, hard: bool, mode: str) -> Relaxation:
+def _gumbel(tau: Callable, hard: bool, mode: str, mask=None) -> Relaxation:
     """Gumbel-softmax samples at temperature ``tau(step)``; softmax as normalized weights."""
     def weights(logits, key, step):
         keys = _keys(key, logits)
-        return {k: gumbel_softmax(a, keys[k], tau(step), hard=hard) for k, a in _cells(logits).items()}
+        return {k: gumbel_softmax(a, keys[k], tau(step), hard=hard)
+                for k, a in _cells(_masked_logits(logits, mask)).items()}
 
-    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights, mode=mode)
+    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights(mask), mode=mode)
 
 
 def gdas(tau_max: float = 10.0, tau_min: float = 0.1, *, space=None, total_steps: int = 1) -> Relaxation:
     """GDAS: hard Gumbel-softmax with straight-through gradient, single-path execution."""
-    del space
     _check_positive(tau_max=tau_max, tau_min=tau_min)
-    return _gumbel(linear_schedule(tau_max, tau_min, total_steps), hard=True, mode='single_path')
+    return _gumbel(linear_schedule(tau_max, tau_min, total_steps), hard=True, mode='single_path',
+                   mask=_op_mask(space))
 
 
 def snas(tau_max: float = 1.0, tau_min: float = 0.03, *, space=None, total_steps: int = 1) -> Relaxation:
     """SNAS: soft Gumbel-softmax sample, temperature annealed geometrically."""
-    del space
     _check_positive(tau_max=tau_max, tau_min=tau_min)
-    return _gumbel(exponential_schedule(tau_max, tau_min, total_steps), hard=False, mode='dense')
+    return _gumbel(exponential_schedule(tau_max, tau_min, total_steps), hard=False, mode='dense',
+                   mask=_op_mask(space))
 
 
-def _dirichlet_kl(conc, prior):
-    """KL(Dir(conc) || Dir(prior)) per row of the last axis."""
+def _dirichlet_kl(conc, prior, mask=None):
+    """KL(Dir(conc) || Dir(prior)) per row of the last axis; with a ``mask``, of the
+    Dirichlets over the allowed entries of each row only."""
     lg, dg = jax.scipy.special.gammaln, jax.scipy.special.digamma
+    if mask is not None:
+        m = mask.astype(conc.dtype)
+        a0, b0 = (conc * m).sum(-1), (prior * m).sum(-1)
+        return (lg(a0) - (lg(conc) * m).sum(-1) - lg(b0) + (lg(prior) * m).sum(-1)
+                + ((conc - prior) * (dg(conc) - dg(a0)[..., None]) * m).sum(-1))
     a0 = conc.sum(-1)
     b0 = prior.sum(-1)
     return (lg(a0) - lg(conc).sum(-1) - lg(b0) + lg(prior).sum(-1)
             + ((conc - prior) * (dg(conc) - dg(a0)[..., None])).sum(-1))
 
 
+def _masked_dirichlet(key, conc, mask):
+    """A Dirichlet sample over the allowed entries of each row (0 elsewhere): normalised
+    Gamma draws, reparameterised by jax's implicit Gamma gradients."""
+    g = jax.random.gamma(key, conc) * mask.astype(conc.dtype)
+    return g / g.sum(-1, keepdims=True)
+
+
 def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, *, space=None,
           total_steps: int = 1) -> Relaxation:
     """DrNAS: Dirichlet mixing weights with concentration ``elu(logits) + 1``."""
-    del space, total_steps
+    del total_steps
+    mask = _op_mask(space)
     if reg not in ('kl', 'l2'):
         raise JaxnasError(f"drnas reg must be 'kl' or 'l2', got {reg!r}")
     _check_positive(prior=prior)
@@ -202,22 +233,30 @@ def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, *, space
     def concentration(a):
         return jax.nn.elu(a) + 1.0
 
+    def allowed(k, conc):
+        return conc if mask is None or k not in mask else conc * mask[k].astype(conc.dtype)
+
     def normalized(logits):
-        return _map(lambda a: concentration(a) / concentration(a).sum(-1, keepdims=True), logits)
+        return {k: allowed(k, concentration(a)) / allowed(k, concentration(a)).sum(-1, keepdims=True)
+                for k, a in _cells(logits).items()}
 
     def weights(logits, key, step):
         del step
         keys = _keys(key, logits)
-        return {k: jax.random.dirichlet(keys[k], concentration(a)) for k, a in _cells(logits).items()}
+        if mask is None:
+            return {k: jax.random.dirichlet(keys[k], concentration(a)) for k, a in _cells(logits).items()}
+        return {k: (_masked_dirichlet(keys[k], concentration(a), mask[k]) if k in mask
+                    else jax.random.dirichlet(keys[k], concentration(a))) for k, a in _cells(logits).items()}
 
     def penalty(logits):
         total = jnp.zeros((), jnp.float32)
-        for a in _cells(logits).values():
+        for k, a in _cells(logits).items():
             conc = concentration(a)
             if reg == 'kl':
-                total = total + _dirichlet_kl(conc, jnp.full_like(conc, prior)).sum()
+                total = total + _dirichlet_kl(conc, jnp.full_like(conc, prior), None if mask is None
+                                              else mask.get(k)).sum()
             else:
-                total = total + jnp.sum(jnp.square(conc))
+                total = total + jnp.sum(jnp.square(allowed(k, conc)))
         return reg_scale * total
 
     return Relaxation(init_logits, weights, penalty, normalized)
@@ -249,9 +288,12 @@ def pcdarts(k: int = 4, *, space=None, total_steps: int = 1) -> Relaxation:
                        init_logits(k_b, {n: (s[0], 1) for n, s in shapes.items()}).items()})
         return logits
 
+    mask = _op_mask(space)
+
     def normalized(logits):
+        ops = _masked_logits(_cells(logits), mask)
         return {name: jax.nn.softmax(a, -1) * _segment_softmax(logits[f'{name}_beta'], targets)[:, None]
-                for name, a in _cells(logits).items()}
+                for name, a in ops.items()}
 
     def weights(logits, key, step):
         del key, step
@@ -263,35 +305,48 @@ def pcdarts(k: int = 4, *, space=None, total_steps: int = 1) -> Relaxation:
 def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, *, space=None,
               total_steps: int = 1) -> Relaxation:
     """FairDARTS: independent sigmoids, zero-one loss, threshold derivation."""
-    del space, total_steps
+    del total_steps
     if not 0 < threshold < 1:
         raise JaxnasError(f'fairdarts threshold must be in (0, 1), got {threshold}')
+    mask = _op_mask(space)
 
     def normalized(logits):
-        return _map(jax.nn.sigmoid, logits)
+        return _map(jax.nn.sigmoid, _masked_logits(logits, mask))
 
     def weights(logits, key, step):
         del key, step
         return normalized(logits)
 
     def penalty(logits):
-        sig = jnp.concatenate([jax.nn.sigmoid(a).ravel() for a in _cells(logits).values()])
-        return -zero_one_weight * jnp.mean(jnp.square(sig - 0.5))
+        if mask is None:
+            sig = jnp.concatenate([jax.nn.sigmoid(a).ravel() for a in _cells(logits).values()])
+            return -zero_one_weight * jnp.mean(jnp.square(sig - 0.5))
+        terms = [(jnp.square(jax.nn.sigmoid(a) - 0.5), mask.get(k, jnp.ones(a.shape, bool)))
+                 for k, a in _cells(logits).items()]
+        total = sum(jnp.sum(t * m) for t, m in terms)
+        return -zero_one_weight * total / sum(int(np.asarray(m).sum()) for _, m in terms)
 
     return Relaxation(init_logits, weights, penalty, normalized, threshold=threshold)
 
 
 def random_path(*, space=None, total_steps: int = 1) -> Relaxation:
-    """A uniformly random op per edge each step (weight-sharing supernet training)."""
-    del space, total_steps
+    """A uniformly random op per edge each step (weight-sharing supernet training); with
+    the space's op mask, uniform over each edge's allowed ops."""
+    del total_steps
+    mask = _op_mask(space)
 
     def weights(logits, key, step):
         del step
         keys = _keys(key, logits)
-        return {k: jax.nn.one_hot(jax.random.randint(keys[k], a.shape[:-1], 0, a.shape[-1]), a.shape[-1])
+        if mask is None:
+            return {k: jax.nn.one_hot(jax.random.randint(keys[k], a.shape[:-1], 0, a.shape[-1]), a.shape[-1])
+                    for k, a in _cells(logits).items()}
+        return {k: jax.nn.one_hot(jax.random.categorical(keys[k], jnp.where(mask[k], 0.0, -jnp.inf)), a.shape[-1])
+                if k in mask else
+                jax.nn.one_hot(jax.random.randint(keys[k], a.shape[:-1], 0, a.shape[-1]), a.shape[-1])
                 for k, a in _cells(logits).items()}
 
-    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights, mode='single_path')
+    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights(mask), mode='single_path')
 
 
 RELAXATIONS = {

@@ -89,7 +89,8 @@ def markdown(models: dict, *, genotype: str, meta: dict) -> str:
         desc = ', '.join(f'{k}={v}' for k, v in d.items() if k not in ('genotype',))
         lines.append(f"- **{label}**: {desc}; auxiliary-head params (training only, not counted): "
                      f"{m['cost'].get('aux_head_params', 0)}")
-    lines += ['', f'Derived genotype: `{genotype}`', '', '![cells](cell_normal.png) ![cells](cell_reduce.png)', '',
+    drawings = ' '.join(f'![cell]({name})' for name in meta.get('drawings', ()))
+    lines += ['', f'Derived genotype: `{genotype}`', '', drawings, '',
               '![comparison](comparison.png)', '', '## Training and timing', '']
     for label, m in models.items():
         lines.append(f"- {label}: {m['epochs']} epochs, batch {m['batch_size']}, {m['seeds_trained_together']} "
@@ -144,14 +145,14 @@ def comparison_chart(models: dict, path: str) -> None:
 
 def write_report(workdir: str, genotype, summaries: dict, meta: Optional[dict] = None) -> dict:
     """Write report.json / report.md / comparison.png / cell drawings; return report.json's dict."""
-    meta = meta or {}
+    drawn = spaces.of_genotype(genotype).draw(genotype, workdir)
+    meta = {**(meta or {}), 'drawings': [os.path.basename(p) for p in drawn]}
     models = {label: summarize(s) for label, s in summaries.items()}
     report = {'genotype': str(genotype), 'models': models, 'meta': meta}
     tmp = os.path.join(workdir, 'report.json.tmp')
     with open(tmp, 'w') as f:
         json.dump(report, f, indent=2)
     comparison_chart(models, os.path.join(workdir, 'comparison.png'))
-    spaces.of_genotype(genotype).draw(genotype, workdir)
     with open(os.path.join(workdir, 'report.md'), 'w') as f:
         f.write(markdown(models, genotype=str(genotype), meta=meta))
     os.replace(tmp, os.path.join(workdir, 'report.json'))  # last: marks the report complete

@@ -350,6 +350,11 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     r = config.retrain
     scores_path = os.path.join(workdir, 'scores.json') if workdir else None
     if workdir:
+        # Shape errors of the network (an input too small for its reductions) surface here,
+        # from shapes only, before the work directory is claimed.
+        x = jax.ShapeDtypeStruct((2,) + tuple(data.train_x.shape[1:]), jnp.float32)
+        jax.eval_shape(lambda x: net.init({'params': jax.random.key(0), 'drop_path': jax.random.key(0)}, x,
+                                          train=True), x)
         runs.claim(workdir, 'retrain', config, description=description or {}, seeds=list(map(int, seeds)))
         if os.path.exists(scores_path):
             return runs.read_json(scores_path)

@@ -148,3 +148,27 @@ def test_registry_errors():
         relax.make_relaxation('drnas', reg='l1')
     with pytest.raises(JaxnasError, match='pcdarts k must be an integer >= 1'):
         relax.make_relaxation('pcdarts', k=0)
+
+
+@pytest.mark.parametrize('name', list(relax.RELAXATIONS))
+def test_op_mask_gives_disallowed_ops_no_weight_and_no_sample(name):
+    """A space's op mask (mbconv: no identity on a layer that changes shape): every
+    relaxation's weights and normalized weights are 0 there, rows stay normalised over the
+    allowed ops, and gradients stay finite."""
+    space = spaces.get('mbconv')
+    assert space.op_mask is not None
+    r = relax.make_relaxation(name, space=space, total_steps=50)
+    logits = r.init(jax.random.PRNGKey(0), space.arch_shapes)
+    cell = space.cell_types[0]
+    forbidden = ~np.asarray(space.op_mask[cell])
+    assert forbidden.any()
+    logits[cell] = logits[cell].at[np.nonzero(forbidden)].set(5.0)   # the disallowed ops look best
+    for step, key in enumerate(jax.random.split(jax.random.PRNGKey(1), 8)):
+        for w in (r.weights(logits, key, step)[cell], r.normalized(logits)[cell]):
+            w = np.asarray(w)
+            assert np.isfinite(w).all() and (w[forbidden] == 0).all()
+            if name not in ('fairdarts', 'pcdarts'):
+                np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    loss = lambda a: jnp.sum(r.weights(a, jax.random.PRNGKey(3), 1)[cell] * jnp.arange(7.0)) + r.penalty(a)
+    grads = jax.grad(loss)(logits)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))

@@ -17,6 +17,8 @@ Shapes and units:
   mixing weights; it returns logits;
 - ``eval_network(genotype, retrain, num_classes)`` is a Flax module called
   ``apply(variables, x, train=..., drop_prob=...)`` returning ``(logits, aux_logits or None)``;
+- ``op_mask`` (optional) marks the ops each edge may take (a chain layer that changes
+  shape has no identity); relaxations give the others zero weight and never sample them;
 - ``edge_shapes(model, input_shape)`` is the cost models' hook: for every cell type the
   list of :class:`EdgeShape` of the search network at that input (one per edge row of the
   cell's logits, in row order), enough to build each op of that edge alone and cost it.
@@ -98,6 +100,7 @@ class SearchSpace:
     edge_shapes: Callable                        # (model cfg, input_shape (H, W, C)) -> {cell: [EdgeShape]}
     check_config: Callable = lambda config: None  # raise ConfigError for model fields the space cannot build
     published: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    op_mask: Optional[Mapping[str, np.ndarray]] = None  # cell -> bool (edges, ops): ops an edge may take
     tabular: Optional[TabularBenchmark] = None   # its tabular benchmark, if it has one
 
     def is_genotype(self, g) -> bool:

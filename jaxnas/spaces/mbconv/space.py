@@ -101,7 +101,7 @@ def make_space(layers: Sequence[int] = G.DEFAULT_LAYERS, name: str = 'mbconv') -
         eval_network=eval_network, draw=draw,
         diagnostics=functools.partial(diagnostics, **kw),
         edge_shapes=functools.partial(edge_shapes, **kw),
-        published=published)
+        published=published, op_mask={G.CELL_TYPE: G.allowed(layers)})
     # check_config needs the space itself (PC-DARTS's relaxation is built from it)
     object.__setattr__(space, 'check_config', functools.partial(check_config, space=space, layers=layers))
     return space

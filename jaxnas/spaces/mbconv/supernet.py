@@ -21,9 +21,9 @@ Every searchable layer is one mixed edge (``N = S = 1``) of
 On the first layer of a stage the identity is not allowed (even where a config makes
 its shapes match): the network multiplies that ``skip_connect`` weight by zero before
 the mixed op, so it contributes nothing and gets no gradient in every mode, and
-derivation never picks it. Its weight is simply lost to that layer's output; with a
-single-path relaxation a sample that lands on it zeroes that layer for the step (the
-relaxations mix over all 7 columns: the contract has no per-row op mask).
+derivation never picks it. The space also declares it in ``SPACE.op_mask``, so every
+relaxation gives it zero weight and never samples it; the multiplication here keeps a
+hand-made mix (tests, fitness one-hots) from reaching it.
 
 Compile time (DESIGN.md section 2): the layers of a stage after the first share one shape,
 so they run as one ``nn.scan`` with their logits rows as the scanned input: XLA compiles

@@ -74,6 +74,18 @@ TABULAR = TabularBenchmark('NATS-Bench tss (NAS-Bench-201)', open=_tabular('open
                            query=_tabular('query'), score=_tabular('score_genotype'))
 
 
+def _check_partial_channels(config, space) -> None:
+    from jaxnas.config import ConfigError, partial_channel_k
+    k = partial_channel_k(config, space)
+    if 'model' in config and config.model.channels % k:
+        raise ConfigError(f'bad config value model.channels={config.model.channels}: must be divisible by '
+                          f'the partial-channel k={k}')
+
+
+def check_config(config) -> None:
+    _check_partial_channels(config, SPACE)
+
+
 def from_json(obj):
     return G.from_json(obj)
 
@@ -84,4 +96,4 @@ SPACE = SearchSpace(
     genotype_type=G.Genotype, init_arch=G.init_arch, sample=G.sample, derive=derive, parse=G.resolve,
     from_json=from_json, to_json=lambda g: g.to_json(), one_hot=one_hot, choices=codec.make_codec,
     search_network=search_network, eval_network=eval_network, draw=draw, diagnostics=diagnostics,
-    edge_shapes=edge_shapes, tabular=TABULAR)
+    edge_shapes=edge_shapes, check_config=check_config, tabular=TABULAR)
