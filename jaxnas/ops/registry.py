@@ -189,13 +189,14 @@ def family_order(family: Family) -> int:
 
 
 def groups(defs) -> list:
-    """``[(family, module name, column indices)]`` of a mixed edge's ops ``defs``, one
-    per family module, in family registration order; columns in ``defs`` order."""
-    out = {}
+    """``[(family, module name, column indices)]`` of a mixed edge's ops ``defs``: one
+    entry per family module, in family registration order (then first appearance);
+    columns in ``defs`` order."""
+    columns = {}
     for i, d in enumerate(defs):
-        key = (family_order(d.family), d.family.module_name(d))
-        out.setdefault(key, (d.family, key[1], []))[2].append(i)
-    return [(fam, name, tuple(cols)) for (_, _), (fam, name, cols) in sorted(out.items(), key=lambda kv: kv[0][0])]
+        columns.setdefault((d.family, d.family.module_name(d)), []).append(i)
+    order = sorted(columns, key=lambda key: family_order(key[0]))   # stable: first appearance within a family
+    return [(family, name, tuple(columns[family, name])) for family, name in order]
 
 
 def batch_norm_slot(y, stats: Mapping, key: str, index: tuple, train: bool, base: Optional[Mapping] = None):
