@@ -46,8 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.errors import JaxnasError
-
-MODES = ('dense', 'single_path', 'partial_channel')
+from jaxnas.ops.modes import MODES  # noqa: F401  (the execution modes a relaxation may ask for)
 
 
 class Relaxation(NamedTuple):
