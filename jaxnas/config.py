@@ -316,3 +316,11 @@ def partial_channel_k(config, space) -> int:
     except JaxnasError:
         return 1
     return r.partial_channels if (config.search.mode or r.mode) == 'partial_channel' else 1
+
+
+def check_channels_divisible(config, space) -> None:
+    """``model.channels`` must split into the partial-channel ``k`` (the cell spaces' rule)."""
+    k = partial_channel_k(config, space)
+    if 'model' in config and config.model.channels % k:
+        raise ConfigError(f'bad config value model.channels={config.model.channels}: must be divisible by '
+                          f'the partial-channel k={k}')

@@ -108,3 +108,30 @@ class SearchSpace:
 
     def to_text(self, g) -> str:
         return str(g)
+
+
+def genotype_json(obj, space: str, error: type) -> dict:
+    """A genotype's JSON object from a dict or its JSON text, without its ``"space"`` key;
+    a JSON that names another space, or does not parse, raises ``error`` in one line."""
+    import json
+    if isinstance(obj, str):
+        try:
+            obj = json.loads(obj)
+        except json.JSONDecodeError as e:
+            raise error(f'{space} genotype JSON does not parse: {e}') from None
+    if isinstance(obj, dict):
+        if obj.get('space', space) != space:
+            raise error(f"genotype JSON of space {obj['space']!r} is not a {space} genotype")
+        obj = {k: v for k, v in obj.items() if k != 'space'}
+    return obj
+
+
+def read_genotype_file(path: str, from_json: Callable, error: type):
+    """``from_json`` of the genotype ``.json`` file at ``path``; an unreadable file raises
+    ``error`` naming it."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise error(f'cannot read genotype file {path}: {e.strerror}') from None
+    return from_json(text)

@@ -26,7 +26,6 @@ reduce=[...], reduce_concat=[2, 3, 4, 5])``; ``range(2, 6)`` is accepted for con
 from __future__ import annotations
 
 import ast
-import json
 from typing import NamedTuple, Sequence
 
 import jax
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.errors import JaxnasError
+from jaxnas.spaces.base import genotype_json, read_genotype_file
 
 PRIMITIVES = (
     'none',
@@ -269,13 +269,7 @@ def from_text(text: str) -> Genotype:
 
 def from_json(obj) -> Genotype:
     """Inverse of :meth:`Genotype.to_json` (accepts a dict or a JSON string)."""
-    if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as e:
-            raise GenotypeError(f'genotype JSON does not parse: {e}') from None
-    if isinstance(obj, dict) and obj.get('space', 'darts') == 'darts':
-        obj = {k: v for k, v in obj.items() if k != 'space'}
+    obj = genotype_json(obj, 'darts', GenotypeError)
     if not isinstance(obj, dict) or set(obj) != set(Genotype._fields):
         raise GenotypeError(f"genotype JSON must be an object with keys {', '.join(Genotype._fields)}")
     return make_genotype(**obj)
@@ -385,10 +379,6 @@ def resolve(spec: str) -> Genotype:
     if spec.startswith('Genotype('):
         return from_text(spec)
     if spec.endswith('.json'):
-        try:
-            with open(spec) as f:
-                return from_json(json.load(f))
-        except OSError as e:
-            raise GenotypeError(f'cannot read genotype file {spec}: {e.strerror}') from None
+        return read_genotype_file(spec, from_json, GenotypeError)
     raise GenotypeError(f"unknown genotype {spec!r}; give a published name ({', '.join(PUBLISHED)}), "
                         'a Genotype(...) text, or a genotype .json file')

@@ -73,18 +73,10 @@ def edge_shapes(model, input_shape) -> dict:
             for cell, rows in out.items()}
 
 
-def _check_partial_channels(config, space) -> None:
-    from jaxnas.config import ConfigError, partial_channel_k
-    k = partial_channel_k(config, space)
-    if 'model' in config and config.model.channels % k:
-        raise ConfigError(f'bad config value model.channels={config.model.channels}: must be divisible by '
-                          f'the partial-channel k={k}')
-
-
 def check_config(config) -> None:
     """The search network's and the evaluation network's fields this space reads."""
-    from jaxnas.config import ConfigError
-    _check_partial_channels(config, SPACE)
+    from jaxnas.config import ConfigError, check_channels_divisible
+    check_channels_divisible(config, SPACE)
     from jaxnas.spaces.darts.evalnet import NETWORKS
     for field in ('model.layers', 'retrain.layers'):
         section, name = field.split('.')

@@ -31,7 +31,6 @@ supernet, one-hot mix and choice codec need the space's layout (:func:`check_lay
 """
 from __future__ import annotations
 
-import json
 from typing import NamedTuple, Sequence
 
 import jax
@@ -39,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.spaces.darts.genotype import GenotypeError as _BaseGenotypeError
+from jaxnas.spaces.base import genotype_json, read_genotype_file
 
 KERNELS = (3, 5, 7)
 EXPANSIONS = (3, 6)
@@ -210,17 +210,10 @@ def from_text(text: str) -> Genotype:
 
 def from_json(obj) -> Genotype:
     """Inverse of :meth:`Genotype.to_json` (a dict or its JSON string)."""
-    if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as e:
-            raise GenotypeError(f'MBConv genotype JSON does not parse: {e}') from None
-    if not isinstance(obj, dict):
+    rest = genotype_json(obj, 'mbconv', GenotypeError)
+    if not isinstance(rest, dict):
         raise GenotypeError(f'MBConv genotype JSON must be an object {{"space": "mbconv", "stages": [[...]]}}, '
                             f'got {obj!r}')
-    if obj.get('space', 'mbconv') != 'mbconv':
-        raise GenotypeError(f"genotype JSON names space {obj['space']!r}, not 'mbconv'")
-    rest = {k: v for k, v in obj.items() if k != 'space'}
     if set(rest) != {'stages'}:
         raise GenotypeError(f'MBConv genotype JSON must have exactly the key "stages" (besides "space"), '
                             f'got {sorted(rest)}')
@@ -319,10 +312,6 @@ def resolve(spec, *, published=None) -> Genotype:
     if spec.startswith('{'):
         return from_json(spec)
     if spec.endswith('.json'):
-        try:
-            with open(spec) as f:
-                return from_json(f.read())
-        except OSError as e:
-            raise GenotypeError(f'cannot read genotype file {spec}: {e.strerror}') from None
+        return read_genotype_file(spec, from_json, GenotypeError)
     raise GenotypeError(f"unknown MBConv genotype {spec[:60]!r}; give a name ({', '.join(published)}), "
                         f"a text 'mbconv:k3e6-k5e3|...' or a genotype .json file")

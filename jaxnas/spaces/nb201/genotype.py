@@ -18,7 +18,6 @@ since Python 3.2). The tests check all 15,625 positions against the benchmark's 
 from __future__ import annotations
 
 import functools
-import json
 import random
 from typing import NamedTuple, Sequence
 
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.spaces.darts import GenotypeError
+from jaxnas.spaces.base import genotype_json, read_genotype_file
 
 PRIMITIVES = ('none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')
 NUM_NODES = 4
@@ -138,13 +138,7 @@ def from_text(text: str) -> Genotype:
 
 def from_json(obj) -> Genotype:
     """Inverse of :meth:`Genotype.to_json` (a dict ``{'arch': ...}`` or its JSON string)."""
-    if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as e:
-            raise GenotypeError(f'genotype JSON does not parse: {e}') from None
-    if isinstance(obj, dict) and obj.get('space', 'nb201') == 'nb201':
-        obj = {k: v for k, v in obj.items() if k != 'space'}
+    obj = genotype_json(obj, 'nb201', GenotypeError)
     if not isinstance(obj, dict) or set(obj) != {'arch'}:
         raise GenotypeError(f'NAS-Bench-201 genotype JSON must be an object {{"arch": "{_ARCH_FORMAT}"}}, '
                             f'got {obj!r}')
@@ -253,11 +247,7 @@ def resolve(spec) -> Genotype:
     if spec.startswith('|'):
         return from_text(spec)
     if spec.endswith('.json'):
-        try:
-            with open(spec) as f:
-                return from_json(f.read())
-        except OSError as e:
-            raise GenotypeError(f'cannot read genotype file {spec}: {e.strerror}') from None
+        return read_genotype_file(spec, from_json, GenotypeError)
     raise GenotypeError(f'unknown NAS-Bench-201 genotype {spec!r}; give an architecture string '
                         f"('{_ARCH_FORMAT}'), an index 0..{NUM_ARCHS - 1}, "
                         'or a genotype .json file')

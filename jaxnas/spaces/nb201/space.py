@@ -74,16 +74,9 @@ TABULAR = TabularBenchmark('NATS-Bench tss (NAS-Bench-201)', open=_tabular('open
                            query=_tabular('query'), score=_tabular('score_genotype'))
 
 
-def _check_partial_channels(config, space) -> None:
-    from jaxnas.config import ConfigError, partial_channel_k
-    k = partial_channel_k(config, space)
-    if 'model' in config and config.model.channels % k:
-        raise ConfigError(f'bad config value model.channels={config.model.channels}: must be divisible by '
-                          f'the partial-channel k={k}')
-
-
 def check_config(config) -> None:
-    _check_partial_channels(config, SPACE)
+    from jaxnas.config import check_channels_divisible
+    check_channels_divisible(config, SPACE)
 
 
 def from_json(obj):
