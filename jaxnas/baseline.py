@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.errors import JaxnasError
-from jaxnas.spaces.darts.evalnet import Conv, _classifier, batch_norm
+from jaxnas.nn import classifier
+from jaxnas.ops.eval_forms import Conv, batch_norm
 
 
 class BaselineError(JaxnasError):
@@ -61,7 +62,7 @@ class ResNet(nn.Module):
         for s, (w, n) in enumerate(zip(self.widths, self.blocks)):
             for b in range(n):
                 x = BasicBlock(w, 2 if (s > 0 and b == 0) else 1, name=f'stage{s + 1}_block{b + 1}')(x, train)
-        logits = _classifier(self.num_classes, x.shape[-1])(jnp.mean(x, axis=(1, 2)))
+        logits = classifier(self.num_classes, x.shape[-1])(jnp.mean(x, axis=(1, 2)))
         return logits, None
 
 

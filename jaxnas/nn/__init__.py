@@ -253,3 +253,8 @@ def edge_conv(x, w):
             per_source.append(jnp.moveaxis(y.reshape(y.shape[:-1] + (N, Co)), -2, 0))
         return jnp.stack(per_source, axis=1)
     return jnp.stack([jnp.stack([cell_conv(x[n, s], w[n, s]) for s in range(S)]) for n in range(N)])
+
+
+def classifier(num_classes: int, fan_in: int, name: str = 'classifier') -> nn.Dense:
+    """The linear classifier with PyTorch's default init (fan-in uniform weight and bias)."""
+    return nn.Dense(num_classes, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name=name)

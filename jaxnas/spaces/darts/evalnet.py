@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnas.errors import JaxnasError
-from jaxnas.nn import torch_uniform
+from jaxnas.nn import classifier
 from jaxnas.ops.eval_forms import (EVAL_FORMS, Conv, FactorizedReduce, ReLUConvBN, batch_norm,  # noqa: F401
                                    conv2d, depthwise_conv, is_identity)
 from jaxnas.spaces import darts
@@ -220,12 +220,7 @@ class AuxiliaryHead(nn.Module):
         if self.final_bn:
             x = batch_norm(c2)(x, train)
         x = jnp.mean(jax.nn.relu(x), axis=(1, 2))
-        return _classifier(self.num_classes, c2)(x)
-
-
-def _classifier(num_classes: int, fan_in: int) -> nn.Dense:
-    return nn.Dense(num_classes, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
-                    name='classifier')
+        return classifier(self.num_classes, c2)(x)
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,7 +243,7 @@ class _Network(nn.Module):
         if self.auxiliary and (train or self.is_initializing()):
             aux = AuxiliaryHead(self.num_classes, tuple(self.aux_channels), stride=aux_stride,
                                 final_bn=aux_final_bn, name='aux_head')(aux_input, train)
-        logits = _classifier(self.num_classes, out.shape[-1])(jnp.mean(out, axis=(1, 2)))
+        logits = classifier(self.num_classes, out.shape[-1])(jnp.mean(out, axis=(1, 2)))
         return logits, aux
 
 
