@@ -160,7 +160,9 @@ def _plot(rows, config, workdir):
     for name, runs in rows.items():
         curves = [[r.get('hessian_eigenvalue', np.nan) for r in run['log']] for run in runs]
         length = min(len(c) for c in curves)
-        mean = np.nanmean(np.array([c[:length] for c in curves], dtype=float), axis=0)
+        values = np.array([c[:length] for c in curves], dtype=float)
+        seen = np.isfinite(values).sum(axis=0)   # epochs without an estimate (hessian_every) stay NaN
+        mean = np.where(seen > 0, np.nansum(values, axis=0) / np.maximum(seen, 1), np.nan)
         ax.plot(range(1, length + 1), mean, marker='o', label=name)
     ax.set_xlabel('epoch')
     ax.set_ylabel('dominant Hessian eigenvalue (val loss, α)')
