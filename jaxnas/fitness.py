@@ -51,7 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import data as data_lib, ops, runs, spaces, train
+from jaxnas import costs, data as data_lib, runs, spaces, train
+from jaxnas.nn import init_variables
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces.choices import Candidate
 
@@ -204,7 +205,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
         net = cell_space.search_network(_model(config, channels, layers), data.num_classes, mode=execution)
         mix0 = {k: jnp.asarray(v) for k, v in cell_space.one_hot(cell_space.sample(jax.random.PRNGKey(0))).items()}
         sample = jnp.zeros((2,) + data.train_x.shape[1:])
-        inits = [ops.init_variables(net, config.seed + r, sample, mix0, train=True) for r in range(seeds)]
+        inits = [init_variables(net, config.seed + r, sample, mix0, train=True) for r in range(seeds)]
         variables = jax.tree.map(lambda *v: jnp.stack(v), *inits)
 
         def train_one(variables, idx_steps, mix, lr, wd):
@@ -331,9 +332,7 @@ def candidate_params(genotype, config, data, channels: int, layers: int) -> int:
         retrain = copy.deepcopy(config.retrain)
         retrain.channels, retrain.layers, retrain.auxiliary_weight = int(channels), int(layers), 0.0
         net = spaces.of_genotype(genotype).eval_network(genotype, retrain, data.num_classes)
-        x = jax.ShapeDtypeStruct((2,) + shape, jnp.float32)
-        variables = jax.eval_shape(lambda x: net.init({'params': jax.random.key(0)}, x, train=True), x)
-        _PARAMS_CACHE[key] = int(sum(np.size(leaf) for leaf in jax.tree.leaves(variables['params'])))
+        _PARAMS_CACHE[key] = costs.param_counts(net, shape)['network']
     return _PARAMS_CACHE[key]
 
 

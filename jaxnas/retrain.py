@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import costs, data as data_lib, metrics, ops, runs, spaces, train
+from jaxnas import costs, data as data_lib, metrics, runs, spaces, train
+from jaxnas.nn import init_variables
 from jaxnas.errors import JaxnasError
 
 SEED_BATCHING = ('map', 'vmap')
@@ -285,7 +286,7 @@ class Trainer:
         sample = jnp.zeros((2,) + self.data.train_x.shape[1:], jnp.float32)
         states = []
         for seed in self.seeds:
-            variables = ops.init_variables(self.net, seed, sample, train=True)
+            variables = init_variables(self.net, seed, sample, train=True)
             params = variables['params']
             key = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
             states.append(TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
@@ -324,8 +325,7 @@ class Trainer:
         r = self.r
         params = jax.tree.map(lambda a: a[0], state.params)
         batch_stats = jax.tree.map(lambda a: a[0], state.batch_stats)
-        main = {k: v for k, v in params.items() if k != 'aux_head'}  # the contract's auxiliary-head key
-        aux = params.get('aux_head', {})
+        main, aux = costs.split_aux_params(params)
         x = jnp.zeros((r.latency_batch_size,) + self.data.train_x.shape[1:], jnp.float32)
         predict = make_predict(self.net)
         out = {'params': costs.count_params(main), 'aux_head_params': costs.count_params(aux)}
@@ -350,11 +350,10 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     r = config.retrain
     scores_path = os.path.join(workdir, 'scores.json') if workdir else None
     if workdir:
-        # Shape errors of the network (an input too small for its reductions) surface here,
-        # from shapes only, before the work directory is claimed.
-        x = jax.ShapeDtypeStruct((2,) + tuple(data.train_x.shape[1:]), jnp.float32)
-        jax.eval_shape(lambda x: net.init({'params': jax.random.key(0), 'drop_path': jax.random.key(0)}, x,
-                                          train=True), x)
+        if not os.path.exists(os.path.join(workdir, runs.IDENTITY)):
+            # a network that cannot be built for this input fails here, from shapes only,
+            # before a new work directory is claimed
+            costs.variable_shapes(net, data.train_x.shape[1:])
         runs.claim(workdir, 'retrain', config, description=description or {}, seeds=list(map(int, seeds)))
         if os.path.exists(scores_path):
             return runs.read_json(scores_path)

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import bilevel, config as config_lib, costs, data as data_lib, ops, relax, runs, spaces, train
+from jaxnas import bilevel, config as config_lib, costs, data as data_lib, relax, runs, spaces, train
+from jaxnas.nn import init_variables
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
@@ -90,7 +91,7 @@ class Searcher:
         arch = self.relaxation.init(k_arch, self.space.arch_shapes)
         sample = jnp.zeros((2,) + self.data.train_x.shape[1:], jnp.float32)
         seed = int(jax.random.randint(k_params, (), 0, 2 ** 31 - 1))
-        variables = ops.init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
+        variables = init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
         params, batch_stats = variables['params'], variables['batch_stats']
         return bilevel.SearchState(jnp.zeros((), jnp.int32), params, batch_stats, arch,
                                    self.w_tx.init(params), self.a_tx.init(arch), k_run)

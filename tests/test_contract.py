@@ -25,6 +25,7 @@ import pytest
 from conftest import make_tiny_config
 
 from jaxnas import ops, relax, spaces
+from jaxnas.nn import init_variables
 from jaxnas.ops.modes import MODES
 
 B, SIZE, CLASSES = 2, 8, 3
@@ -57,7 +58,7 @@ class Setup:
         self.soft = {c: jax.nn.softmax(jax.random.normal(jax.random.fold_in(jax.random.key(1), i), shape)
                                        + 3.0 * favour[c], -1)
                      for i, (c, shape) in enumerate(sorted(self.space.arch_shapes.items()))}
-        self.dense_variables = ops.init_variables(self.net('dense'), 0, self.x, self.soft, train=True)
+        self.dense_variables = init_variables(self.net('dense'), 0, self.x, self.soft, train=True)
         self._partial = {}
 
     def net(self, mode: str, k: int = 1):
@@ -68,7 +69,7 @@ class Setup:
         builds its ops with ``C / k`` channels, so it has variables of its own."""
         if mode == 'partial_channel' and k > 1:
             if k not in self._partial:
-                self._partial[k] = ops.init_variables(self.net(mode, k), 0, self.x, self.soft, train=True)
+                self._partial[k] = init_variables(self.net(mode, k), 0, self.x, self.soft, train=True)
             return self._partial[k]
         return self.dense_variables
 

@@ -4,17 +4,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import baseline, ops
+from jaxnas import baseline, costs
+from jaxnas.ops import eval_forms
 from jaxnas.ops.eval_forms import EVAL_FORMS, is_identity
 from jaxnas.spaces.darts import evalnet
 from jaxnas.spaces import darts
+from jaxnas import nn as jnn
 
 
 @pytest.mark.parametrize('name,expected', [('DARTS_V2', 3_349_342), ('DARTS_V1', 3_169_414)])
 def test_published_cifar_param_counts(name, expected):
     # published.md: C=36, 20 cells, 10 classes, auxiliary head excluded (476,426 alone).
     net = evalnet.make_network(darts.PUBLISHED[name], C=36, num_classes=10, layers=20)
-    counts = evalnet.param_counts(net, (32, 32, 3))
+    counts = costs.param_counts(net, (32, 32, 3))
     assert counts['network'] == expected
     assert counts['aux_head'] == 476_426
     assert counts['total'] == expected + 476_426
@@ -23,7 +25,7 @@ def test_published_cifar_param_counts(name, expected):
 def test_imagenet_mobile_network_size():
     # DARTS (ImageNet mobile): C=48, 14 cells, 4.7M parameters.
     net = evalnet.make_network(darts.PUBLISHED['DARTS_V2'], network='imagenet', C=48, num_classes=1000, layers=14)
-    assert round(evalnet.param_counts(net, (224, 224, 3))['network'] / 1e6, 1) == 4.7
+    assert round(costs.param_counts(net, (224, 224, 3))['network'] / 1e6, 1) == 4.7
 
 
 def test_equal_cells_are_scanned():
@@ -43,7 +45,7 @@ def _tiny_net(auxiliary=True):
 def test_forward_shapes_and_aux_head_only_in_training():
     net = _tiny_net()
     x = jnp.ones((3, 8, 8, 1))
-    v = ops.init_variables(net, 0, x, train=True)
+    v = jnn.init_variables(net, 0, x, train=True)
     assert 'aux_head' in v['params']
     (logits, aux), _ = net.apply(v, x, train=True, drop_prob=0.2, rngs={'drop_path': jax.random.key(1)},
                                  mutable=['batch_stats'])
@@ -56,7 +58,7 @@ def test_forward_shapes_and_aux_head_only_in_training():
     y, _ = head.init_with_output(jax.random.key(0), jnp.ones((2, 8, 8, 12)), train=False)
     assert y.shape == (2, 10)
     no_aux = _tiny_net(auxiliary=False)
-    assert 'aux_head' not in ops.init_variables(no_aux, 0, x, train=True)['params']
+    assert 'aux_head' not in jnn.init_variables(no_aux, 0, x, train=True)['params']
 
 
 def test_drop_path_statistics():
@@ -74,7 +76,7 @@ def test_drop_path_statistics():
 def test_drop_path_changes_training_output_only_when_on():
     net = _tiny_net()
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
-    v = ops.init_variables(net, 0, x, train=True)
+    v = jnn.init_variables(net, 0, x, train=True)
     run = lambda p, k: net.apply(v, x, train=True, drop_prob=p, rngs={'drop_path': jax.random.key(k)},
                                  mutable=['batch_stats'])[0][0]
     np.testing.assert_allclose(run(0.0, 1), run(0.0, 2), rtol=1e-6)
@@ -87,20 +89,20 @@ def test_conv_helpers_match_lax():
     for stride in (1, 2):
         ref = jax.lax.conv_general_dilated(x, w, (stride, stride), [(1, 1), (1, 1)],
                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-        np.testing.assert_allclose(evalnet.conv2d(x, w, stride, 1), ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(eval_forms.conv2d(x, w, stride, 1), ref, rtol=1e-5, atol=1e-5)
     # the asymmetric convs of conv_7x1_1x7: 1x7 strided along W, 7x1 strided along H
     for kernel, stride, pad in (((1, 7), (1, 2), (0, 3)), ((7, 1), (2, 1), (3, 0))):
         w = jax.random.normal(jax.random.key(3), kernel + (3, 5))
         ref = jax.lax.conv_general_dilated(x, w, stride, [(pad[0], pad[0]), (pad[1], pad[1])],
                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-        np.testing.assert_allclose(evalnet.conv2d(x, w, stride, pad), ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(eval_forms.conv2d(x, w, stride, pad), ref, rtol=1e-5, atol=1e-5)
     dw = jax.random.normal(jax.random.key(2), (5, 5, 3))
     for stride, dil in ((1, 1), (2, 1), (1, 2), (2, 2)):
         pad = dil * 2
         ref = jax.lax.conv_general_dilated(x, dw[:, :, None, :], (stride, stride), [(pad, pad)] * 2,
                                            rhs_dilation=(dil, dil), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
                                            feature_group_count=3)
-        np.testing.assert_allclose(evalnet.depthwise_conv(x, dw, stride, dil), ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(eval_forms.depthwise_conv(x, dw, stride, dil), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_networks_rejected():
@@ -115,7 +117,7 @@ def test_baseline_param_formula_and_matching(blocks):
     for widths in ((4, 8, 16), (5, 9, 19)):
         net = baseline.ResNet(widths, blocks, 10)
         v = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=True), jnp.zeros((2, 8, 8, 1)))
-        assert evalnet.count(v['params']) == baseline.param_count(widths, blocks, 1, 10)
+        assert costs.count_params(v['params']) == baseline.param_count(widths, blocks, 1, 10)
     for target in (20_000, 245_242, 3_349_342):
         net, info = baseline.make_baseline(target, blocks=blocks, in_channels=3, num_classes=10)
         assert abs(info['relative_difference']) < 0.01
@@ -145,7 +147,7 @@ REFERENCE_COUNTS = {
 def test_reference_param_counts_of_any_node_count(name, network):
     C, classes, layers, shape = (36, 10, 20, (32, 32, 3)) if network == 'cifar' else (48, 1000, 14, (224, 224, 3))
     net = evalnet.make_network(darts.PUBLISHED[name], network=network, C=C, num_classes=classes, layers=layers)
-    counts = evalnet.param_counts(net, shape)
+    counts = costs.param_counts(net, shape)
     assert (counts['network'], counts['aux_head']) == REFERENCE_COUNTS[name, network]
 
 
@@ -170,7 +172,7 @@ def test_any_node_count_forward_with_drop_path(name, network, shape):
     net = evalnet.make_network(darts.PUBLISHED[name], network=network, C=4, num_classes=7, layers=3,
                                aux_channels=(4, 8))
     x = jax.random.normal(jax.random.key(0), (2,) + shape)
-    v = ops.init_variables(net, 0, x, train=True)
+    v = jnn.init_variables(net, 0, x, train=True)
     step = jax.jit(lambda v, x, k: net.apply(v, x, train=True, drop_prob=0.3, rngs={'drop_path': k},
                                              mutable=['batch_stats'])[0])
     logits, aux = step(v, x, jax.random.key(1))

@@ -12,7 +12,7 @@ import pytest
 from jaxnas.costs import xla
 from jaxnas.spaces.nb201 import network as nb201_net
 from jaxnas.errors import JaxnasError
-from jaxnas.ops import init_variables
+from jaxnas.nn import init_variables
 
 B, H, CLASSES = 2, 8, 3
 TINY = {'C': 4, 'N': 1, 'num_classes': CLASSES}

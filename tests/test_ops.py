@@ -20,6 +20,7 @@ from jaxnas.ops.families import ConvFamily, PoolFamily
 from jaxnas.ops.modes import MixedEdges
 from jaxnas.spaces import darts
 from jaxnas.spaces.darts.supernet import SearchCell, SearchNetwork
+from jaxnas import nn as jnn
 
 B, H, C = 2, 8, 4
 P = len(darts.PRIMITIVES)
@@ -30,7 +31,7 @@ def _x(key=0, shape=(1, 1, B, H, H, C)):
 
 
 def _apply(module, *args, train=True):
-    v = ops.init_variables(module, 0, *args, train=train)
+    v = jnn.init_variables(module, 0, *args, train=train)
     out, _ = module.apply(v, *args, train=train, mutable=['batch_stats'])
     return v, out
 
@@ -122,7 +123,7 @@ def test_an_op_registered_from_outside_runs_in_every_mode():
 def test_depthwise_matches_grouped_conv(k, dilations, stride):
     x = _x(1, (B, H, H, C))
     w = jax.random.normal(jax.random.PRNGKey(2), (len(dilations), k, k, C))
-    y = ops.depthwise(x, w, k=k, stride=stride, dilations=dilations)
+    y = jnn.depthwise(x, w, k=k, stride=stride, dilations=dilations)
     for o, d in enumerate(dilations):
         p = d * (k - 1) // 2
         ref = lax.conv_general_dilated(x, w[o].reshape(k, k, 1, C), (stride, stride), [(p, p)] * 2,
@@ -144,13 +145,13 @@ def test_edge_conv_matches_one_conv_per_edge():
 
 def test_avg_pool_excludes_padding():
     x = jnp.ones((1, 4, 4, 1))
-    np.testing.assert_allclose(ops.pool(x, 'avg', 1), 1.0)
-    assert float(ops.pool(x, 'max', 2).min()) == 1.0
+    np.testing.assert_allclose(jnn.pool(x, 'avg', 1), 1.0)
+    assert float(jnn.pool(x, 'max', 2).min()) == 1.0
 
 
 def test_batchnorm_train_and_eval():
     x = _x(3, (1, B, H, H, C)) * 3 + 1
-    bn = ops.BatchNorm((1, C))
+    bn = jnn.BatchNorm((1, C))
     v = bn.init(jax.random.PRNGKey(0), x, True)
     y, upd = bn.apply(v, x, True, mutable=['batch_stats'])
     np.testing.assert_allclose(np.asarray(y).mean(axis=(1, 2, 3)), 0, atol=1e-5)
@@ -164,7 +165,7 @@ def test_batchnorm_train_and_eval():
 def test_channel_shuffle_matches_pytorch_semantics():
     x = jnp.arange(6.0).reshape(1, 1, 1, 6)
     # PyTorch: view(groups=2, 3).transpose -> channels [0, 3, 1, 4, 2, 5]
-    np.testing.assert_array_equal(ops.channel_shuffle(x, 2)[0, 0, 0], [0, 3, 1, 4, 2, 5])
+    np.testing.assert_array_equal(jnn.channel_shuffle(x, 2)[0, 0, 0], [0, 3, 1, 4, 2, 5])
 
 
 # --- families against the evaluation forms -------------------------------------------------
@@ -185,7 +186,7 @@ def test_conv_family_equals_the_evaluation_form(name, stride):
     x = _x(4, (1, 1, B, H, H, C))
     v, y = _apply(ConvFamily(ops.EdgeGroup(C, C, 1, 1, stride), (ops.get(name).spec,)), x)
     op = ops.get(name).eval_form(C, stride)
-    init = ops.init_variables(op, 0, x[0, 0], train=True)
+    init = jnn.init_variables(op, 0, x[0, 0], train=True)
     params = flatten_dict(init['params'])
     params.update(flatten_dict(_eval_form_params(v['params'], name)))
     params = unflatten_dict(params)
@@ -209,7 +210,7 @@ def test_pool_family_is_the_evaluation_pool_then_batch_norm():
 def _edges(stride, Nx, N, S, seed=0, **kw):
     x = jax.random.normal(jax.random.PRNGKey(seed), (Nx, S, B, H, H, C))
     m = MixedEdges(C, N, S, stride, darts.PRIMITIVES, **kw)
-    return x, m, ops.init_variables(m, seed, x, jnp.full((N, S, P), 1.0 / P), train=True)
+    return x, m, jnn.init_variables(m, seed, x, jnp.full((N, S, P), 1.0 / P), train=True)
 
 
 def test_mixed_edges_one_hot_selects_one_op():
@@ -230,7 +231,7 @@ def test_partial_channel_bypass_is_scaled_by_the_edge_weight_and_pooled_on_strid
     none_only = jax.nn.one_hot(jnp.zeros((4, 2), jnp.int32), P) * 0.5   # edge weight 0.5 on `none`
     y, _ = pc2.apply(v2, x, none_only, True, mutable=['batch_stats'])
     rest = x[0, :, :, :, :, C // 2:].reshape(2, B, H // 2, 2, H // 2, 2, C // 2).max(axis=(3, 5))
-    expected = ops.channel_shuffle(jnp.concatenate([jnp.zeros((B, H // 2, H // 2, C // 2)), 0.5 * rest.sum(0)], -1), 2)
+    expected = jnn.channel_shuffle(jnp.concatenate([jnp.zeros((B, H // 2, H // 2, C // 2)), 0.5 * rest.sum(0)], -1), 2)
     np.testing.assert_allclose(y, jnp.broadcast_to(expected, y.shape), rtol=1e-6, atol=1e-6)
 
 
@@ -286,9 +287,9 @@ def test_init_variables_is_deterministic_and_pytorch_scaled():
     net = SearchNetwork(2, 10, 3)
     arch = darts.init_arch(jax.random.PRNGKey(0))
     args = (jnp.ones((B, 8, 8, 1)), arch)
-    a = ops.init_variables(net, 3, *args, train=True)
-    b = ops.init_variables(net, 3, *args, train=True)
-    c = ops.init_variables(net, 4, *args, train=True)
+    a = jnn.init_variables(net, 3, *args, train=True)
+    b = jnn.init_variables(net, 3, *args, train=True)
+    c = jnn.init_variables(net, 4, *args, train=True)
     leaves_a, leaves_b, leaves_c = (jax.tree.leaves(t['params']) for t in (a, b, c))
     assert all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b))
     assert not all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_c))

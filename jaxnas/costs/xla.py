@@ -42,6 +42,32 @@ def count_params(tree) -> int:
     return int(sum(np.prod(np.shape(x), dtype=np.int64) for x in jax.tree.leaves(tree)))
 
 
+AUX_HEAD = 'aux_head'   # evaluation networks keep an auxiliary head's parameters under this key
+
+
+def split_aux_params(params) -> tuple:
+    """``(network params, auxiliary-head params)`` (the latter ``{}`` without a head)."""
+    params = dict(params)
+    aux = params.pop(AUX_HEAD, {})
+    return params, aux
+
+
+def variable_shapes(net, input_shape) -> dict:
+    """The variables of an evaluation network (``init(rngs, x, train=True)``) from shapes
+    only: nothing is compiled; a network that cannot be built for ``input_shape`` raises."""
+    import jax.numpy as jnp
+    x = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
+    rngs = {'params': jax.random.key(0), 'drop_path': jax.random.key(0)}
+    return jax.eval_shape(lambda x: net.init(rngs, x, train=True), x)
+
+
+def param_counts(net, input_shape) -> dict:
+    """``{'total', 'network', 'aux_head'}`` parameter counts of an evaluation network."""
+    params = variable_shapes(net, input_shape)['params']
+    main, aux = split_aux_params(params)
+    return {'total': count_params(params), 'network': count_params(main), 'aux_head': count_params(aux)}
+
+
 # ----------------------------------------------------------------------------------------
 # Scans unrolled: a jaxpr interpreter
 # ----------------------------------------------------------------------------------------

@@ -18,8 +18,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jaxnas.nn import (BatchNorm, channel_shuffle, depthwise, init_variables, out_size, pointwise, pool,  # noqa: F401
-                       torch_uniform)
+from jaxnas.nn import BatchNorm, pointwise, torch_uniform
 from jaxnas.ops import families  # noqa: F401
 from jaxnas.ops.families import (BARE_POOLS, NOR_CONVS, POOLS, SEP_DIL_CONVS, SKIP, ZERO, ConvSpec,  # noqa: F401
                                  Zero, factorized_reduce)

@@ -41,8 +41,8 @@ from jax import lax
 
 from jaxnas.errors import JaxnasError
 from jaxnas.nn import classifier
-from jaxnas.ops.eval_forms import (EVAL_FORMS, Conv, FactorizedReduce, ReLUConvBN, batch_norm,  # noqa: F401
-                                   conv2d, depthwise_conv, is_identity)
+from jaxnas.ops.eval_forms import (EVAL_FORMS, Conv, FactorizedReduce, ReLUConvBN, batch_norm,
+                                   is_identity)
 from jaxnas.spaces import darts
 
 
@@ -291,20 +291,4 @@ def make_network(genotype: darts.Genotype, *, network: str = 'cifar', C: int, nu
     return NETWORKS[network](genotype, C, num_classes, layers, auxiliary, tuple(aux_channels))
 
 
-def split_aux_params(params) -> tuple:
-    """``(network params, auxiliary-head params)`` (the latter ``{}`` without a head)."""
-    params = dict(params)
-    aux = params.pop('aux_head', {})
-    return params, aux
 
-
-def count(tree) -> int:
-    return int(sum(x.size for x in jax.tree.leaves(tree)))
-
-
-def param_counts(net: nn.Module, input_shape) -> dict:
-    """``{'total', 'network', 'aux_head'}`` parameter counts from shapes only (no compile)."""
-    x = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
-    variables = jax.eval_shape(lambda x: net.init({'params': jax.random.key(0)}, x, train=True), x)
-    main, aux = split_aux_params(variables['params'])
-    return {'total': count(variables['params']), 'network': count(main), 'aux_head': count(aux)}

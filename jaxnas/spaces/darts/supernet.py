@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from jaxnas import ops
+from jaxnas.nn import BatchNorm, torch_uniform
 from jaxnas.ops.modes import MixedEdges
 from jaxnas.spaces import darts
 
@@ -106,12 +107,12 @@ class SearchNetwork(nn.Module):
     @nn.compact
     def __call__(self, x, mix, train: bool = True):
         C_curr = self.stem_multiplier * self.C
-        stem_w = self.param('stem_conv', ops.torch_uniform(9 * x.shape[-1]), (3, 3, x.shape[-1], C_curr))
+        stem_w = self.param('stem_conv', torch_uniform(9 * x.shape[-1]), (3, 3, x.shape[-1], C_curr))
         if self.is_initializing():
             s = jnp.zeros(x.shape[:-1] + (C_curr,), x.dtype)
         else:
             s = lax_conv(x, stem_w)
-        s = ops.BatchNorm((1, C_curr), affine=True)(s[None], train)[0]
+        s = BatchNorm((1, C_curr), affine=True)(s[None], train)[0]
         s0 = s1 = s
         C_pp, C_p, C_curr = C_curr, C_curr, self.C
         reduction_prev = False
@@ -125,8 +126,8 @@ class SearchNetwork(nn.Module):
             reduction_prev = reduction
             C_pp, C_p = C_p, darts.NUM_NODES * C_curr
         pooled = jnp.mean(s1, axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=ops.torch_uniform(C_p),
-                        bias_init=ops.torch_uniform(C_p))(pooled)
+        return nn.Dense(self.num_classes, kernel_init=torch_uniform(C_p),
+                        bias_init=torch_uniform(C_p))(pooled)
 
 
 def lax_conv(x, w, stride: int = 1):

@@ -57,7 +57,7 @@ def diagnostics(weights, genotype, threshold=None, *, layers: Sequence[int] = G.
 
 def check_config(config, *, space: SearchSpace, layers: Sequence[int]) -> None:
     """The macro sections build; the partial-channel K divides the scanned layers' widths."""
-    from jaxnas.config import ConfigError
+    from jaxnas.config import ConfigError, partial_channel_k
     for section, stages in (('model', len(layers)), ('retrain', None)):
         if section not in config or 'mbconv' not in config[section]:
             if section == 'model':
@@ -66,19 +66,13 @@ def check_config(config, *, space: SearchSpace, layers: Sequence[int]) -> None:
         for field, msg in M.problems(config[section].mbconv, stages):
             value = config[section].mbconv.get(field)
             raise ConfigError(f'bad config value {section}.mbconv.{field}={value!r}: {msg}')
-    if 'relaxation' in config and 'search' in config:
-        from jaxnas import relax
-        from jaxnas.errors import JaxnasError
-        try:
-            r = relax.make_relaxation(config.relaxation.name, space=space, **config.relaxation.kwargs.to_dict())
-        except JaxnasError:
-            return   # config.validate reports bad relaxation arguments itself
-        if (config.search.mode or r.mode) == 'partial_channel':
-            macro = M.from_config(config.model.mbconv)
-            for s, (n, width) in enumerate(zip(layers, macro.widths)):
-                if n > 1 and width % r.partial_channels:
-                    raise ConfigError(f'bad config value model.mbconv.widths={macro.widths!r}: stage {s} width '
-                                      f'{width} must be divisible by the partial-channel k={r.partial_channels}')
+    k = partial_channel_k(config, space)
+    if k > 1:
+        macro = M.from_config(config.model.mbconv)
+        for s, (n, width) in enumerate(zip(layers, macro.widths)):
+            if n > 1 and width % k:
+                raise ConfigError(f'bad config value model.mbconv.widths={macro.widths!r}: stage {s} width '
+                                  f'{width} must be divisible by the partial-channel k={k}')
 
 
 def make_space(layers: Sequence[int] = G.DEFAULT_LAYERS, name: str = 'mbconv') -> SearchSpace:

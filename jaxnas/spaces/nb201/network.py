@@ -49,6 +49,7 @@ from jax import lax
 from jaxnas import ops
 from jaxnas.costs import xla
 from jaxnas.errors import JaxnasError
+from jaxnas.nn import BatchNorm, pool, torch_uniform
 from jaxnas.nn import cell_conv, conv
 from jaxnas.ops.modes import MODES, MixedEdges
 from jaxnas.spaces import nb201
@@ -113,14 +114,14 @@ class InferCell(nn.Module):
                 ts = [t for t, op in edges if op == name]
                 if not ts:
                     continue
-                w = self.param(f'src{s}_conv{k}x{k}', ops.torch_uniform(k * k * self.C),
+                w = self.param(f'src{s}_conv{k}x{k}', torch_uniform(k * k * self.C),
                                (k, k, self.C, len(ts) * self.C))
-                y = ops.BatchNorm((len(ts) * self.C,), affine=True, name=f'src{s}_bn{k}x{k}')(
+                y = BatchNorm((len(ts) * self.C,), affine=True, name=f'src{s}_bn{k}x{k}')(
                     cell_conv(jax.nn.relu(src), w), self.train)
                 for i, t in enumerate(ts):
                     add(t, y[..., i * self.C:(i + 1) * self.C])
             if any(op == 'avg_pool_3x3' for _, op in edges):
-                pooled = ops.pool(src, 'avg', 1)
+                pooled = pool(src, 'avg', 1)
             for t, op in edges:
                 if op == 'skip_connect':
                     add(t, src)
@@ -137,11 +138,11 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        wa = self.param('conv_a', ops.torch_uniform(9 * self.C_in), (3, 3, self.C_in, self.C_out))
-        wb = self.param('conv_b', ops.torch_uniform(9 * self.C_out), (3, 3, self.C_out, self.C_out))
-        wd = self.param('shortcut', ops.torch_uniform(self.C_in), (1, 1, self.C_in, self.C_out))
-        y = ops.BatchNorm((self.C_out,), affine=True, name='bn_a')(conv(jax.nn.relu(x), wa, 2), train)
-        y = ops.BatchNorm((self.C_out,), affine=True, name='bn_b')(conv(jax.nn.relu(y), wb), train)
+        wa = self.param('conv_a', torch_uniform(9 * self.C_in), (3, 3, self.C_in, self.C_out))
+        wb = self.param('conv_b', torch_uniform(9 * self.C_out), (3, 3, self.C_out, self.C_out))
+        wd = self.param('shortcut', torch_uniform(self.C_in), (1, 1, self.C_in, self.C_out))
+        y = BatchNorm((self.C_out,), affine=True, name='bn_a')(conv(jax.nn.relu(x), wa, 2), train)
+        y = BatchNorm((self.C_out,), affine=True, name='bn_b')(conv(jax.nn.relu(y), wb), train)
         return conv(avg_pool_2x2(x), wd) + y
 
 
@@ -153,17 +154,17 @@ def _scan(cell_cls, N: int, unroll: bool):
 def _macro(module, x, stage, train: bool):
     """The shared skeleton; ``stage(i, C, h)`` runs the ``N`` cells of stage ``i``."""
     C = module.C
-    w = module.param('stem_conv', ops.torch_uniform(9 * x.shape[-1]), (3, 3, x.shape[-1], C))
-    h = ops.BatchNorm((C,), affine=True, name='stem_bn')(conv(x, w), train)
+    w = module.param('stem_conv', torch_uniform(9 * x.shape[-1]), (3, 3, x.shape[-1], C))
+    h = BatchNorm((C,), affine=True, name='stem_bn')(conv(x, w), train)
     for i in range(3):
         if i:
             h = ResBlock(C // 2, C, name=f'reduce_{i}')(h, train)
         h = stage(i, C, h)
         C *= 2
     C //= 2
-    h = jax.nn.relu(ops.BatchNorm((C,), affine=True, name='last_bn')(h, train))
+    h = jax.nn.relu(BatchNorm((C,), affine=True, name='last_bn')(h, train))
     pooled = jnp.mean(h, axis=(1, 2))
-    return nn.Dense(module.num_classes, kernel_init=ops.torch_uniform(C), bias_init=ops.torch_uniform(C),
+    return nn.Dense(module.num_classes, kernel_init=torch_uniform(C), bias_init=torch_uniform(C),
                     name='classifier')(pooled)
 
 
