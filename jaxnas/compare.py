@@ -59,6 +59,7 @@ def _mean_std(values):
     return float(np.mean(values)), float(np.std(values))
 
 
+@runs_lib.releases_locks
 def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
     """Run (or resume) the study and write its table and plots; returns the JSON record."""
     validate(config)
@@ -153,7 +154,7 @@ def _plot(rows, config, workdir):
     axes[0][0].set_ylabel(f'mean relaxed weight ({cell} cell)')
     axes[0][-1].legend(fontsize=6, loc='best')
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, 'alphas.png'), dpi=110)
+    runs_lib.save_figure(fig, os.path.join(workdir, 'alphas.png'), dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -168,7 +169,7 @@ def _plot(rows, config, workdir):
     ax.set_ylabel('dominant Hessian eigenvalue (val loss, α)')
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, 'eigenvalue.png'), dpi=110)
+    runs_lib.save_figure(fig, os.path.join(workdir, 'eigenvalue.png'), dpi=110)
     plt.close(fig)
 
 

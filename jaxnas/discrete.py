@@ -128,10 +128,11 @@ def plot_history(history: list, path: str, title: str = '') -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    runs.save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
+@runs.releases_locks
 def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, fitness=None,
                  max_rounds: Optional[int] = None) -> dict:
     """Run (or resume) a discrete search into ``workdir``; returns the summary dict.

@@ -373,15 +373,35 @@ def supernet_dir(config, workdir: str) -> str:
     return os.path.join(os.path.expanduser(root), f'{config.data.name}_{s.relaxation.name}_{digest}')
 
 
+def shared_supernet(sconfig, sdir: str, data) -> tuple:
+    """``(summary, reused, state)`` of the supernet of ``sconfig`` in ``sdir``, trained
+    there once: under ``sdir``'s lock (waiting while another process holds it, e.g. trains
+    it), reused when its ``summary.json`` is complete, else trained or resumed. A final
+    checkpoint that turns out unreadable (restored to an earlier epoch) is trained again."""
+    from jaxnas import search
+    with runs.locked(sdir, wait=True, purpose='training the shared supernet'):
+        summary = runs.read_json(os.path.join(sdir, 'summary.json'), default={})
+        reused = bool(summary.get('complete'))
+        if not reused:
+            summary = search.run_search(sconfig, sdir, progress=False, dataset=data)
+        searcher = search.Searcher(sconfig, data)
+        template = searcher.init_state()
+        step, state = runs.restore(os.path.join(sdir, 'checkpoints'), template)
+        if step != sconfig.search.epochs:   # the last checkpoint was unreadable (set aside): train it again
+            summary, reused = search.run_search(sconfig, sdir, progress=False, dataset=data), False
+            _, state = runs.restore(os.path.join(sdir, 'checkpoints'), template)
+    return summary, reused, state
+
+
 def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> FitnessFunction:
     """Rank candidates by a trained supernet's arch-val accuracy under their one-hot mix.
 
     The supernet is trained (or resumed) in :func:`supernet_dir` on first use and reused
     by every later run with the same supernet config; ``workdir/supernet.json`` records
-    which one a run used. Two runs training the same supernet at the same time would
-    write into one folder: train it once first, then run searchers in parallel.
+    which one a run used. Runs started together share it: the first trains it, holding
+    the folder's lock, and the others wait for it (one-line note) and then reuse it
+    (:func:`shared_supernet`).
     """
-    from jaxnas import search
     cell_space = spaces.get(config.space)
     ws = config.discrete.weight_sharing
     if ws.batch_norm not in ('batch', 'running'):
@@ -395,14 +415,7 @@ def make_weight_sharing(config, space, *, dataset=None, workdir=None) -> Fitness
     data = _load_data(config, dataset)
     sdir = supernet_dir(config, workdir)
     t0 = time.perf_counter()
-    summary = runs.read_json(os.path.join(sdir, 'summary.json'), default={})
-    if summary.get('complete'):
-        reused = True
-    else:
-        summary = search.run_search(sconfig, sdir, progress=False, dataset=data)
-        reused = False
-    searcher = search.Searcher(sconfig, data)
-    _, state = runs.restore(os.path.join(sdir, 'checkpoints'), searcher.init_state())
+    summary, reused, state = shared_supernet(sconfig, sdir, data)
     runs.write_json(os.path.join(workdir, 'supernet.json'),
                     {'dir': sdir, 'reused': reused, 'seconds': time.perf_counter() - t0, 'summary': summary})
     net = cell_space.search_network(config.model, data.num_classes, mode=execution)

@@ -67,6 +67,7 @@ def _timings(workdir: str, stage: str, seconds: Optional[float] = None) -> dict:
     return timings
 
 
+@runs.releases_locks
 def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, progress: bool = True) -> dict:
     """Run (or resume) the whole pipeline into ``workdir``; returns ``report.json``'s dict."""
     validate(config)

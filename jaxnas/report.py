@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from jaxnas import spaces
+from jaxnas import runs, spaces
 
 CLASSIFICATION = ('accuracy', 'precision', 'recall', 'f1')
 COST = (('params', 'Params'), ('macs_per_example', 'MACs / example'),
@@ -139,7 +139,7 @@ def comparison_chart(models: dict, path: str) -> None:
     ax2.set_ylabel(f'relative to {ref}')
     ax2.set_title('Cost (lower is cheaper)')
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    runs.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -149,11 +149,8 @@ def write_report(workdir: str, genotype, summaries: dict, meta: Optional[dict] =
     meta = {**(meta or {}), 'drawings': [os.path.basename(p) for p in drawn]}
     models = {label: summarize(s) for label, s in summaries.items()}
     report = {'genotype': str(genotype), 'models': models, 'meta': meta}
-    tmp = os.path.join(workdir, 'report.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(report, f, indent=2)
+    text = json.dumps(report, indent=2) + '\n'   # fails here, before any file is written, if not JSON
     comparison_chart(models, os.path.join(workdir, 'comparison.png'))
-    with open(os.path.join(workdir, 'report.md'), 'w') as f:
-        f.write(markdown(models, genotype=str(genotype), meta=meta))
-    os.replace(tmp, os.path.join(workdir, 'report.json'))  # last: marks the report complete
+    runs.write_text(os.path.join(workdir, 'report.md'), markdown(models, genotype=str(genotype), meta=meta))
+    runs.write_text(os.path.join(workdir, 'report.json'), text)  # last: marks the report complete
     return report

@@ -338,6 +338,7 @@ class Trainer:
 # The loop
 # ----------------------------------------------------------------------------------------
 
+@runs.releases_locks
 def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir: Optional[str] = None, *,
         description: Optional[dict] = None, progress: bool = True, max_epochs: Optional[int] = None,
         with_cost: bool = True) -> dict:

@@ -149,6 +149,7 @@ def _progress(total, initial, disable):
     return tqdm(total=total, initial=initial, disable=disable, unit='step', dynamic_ncols=True)
 
 
+@runs.releases_locks
 def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max_epochs: Optional[int] = None) -> dict:
     """Run (or resume) a search into ``workdir`` and return the summary dict.
 

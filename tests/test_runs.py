@@ -22,7 +22,7 @@ def _config(**kw):
 def test_claim_writes_one_identity_file_and_accepts_the_same_run(tmp_path):
     workdir = str(tmp_path / 'run')
     path = runs.claim(workdir, 'search', _config())
-    assert path == os.path.join(workdir, 'run.json') and os.listdir(workdir) == ['run.json']
+    assert path == os.path.join(workdir, 'run.json') and sorted(os.listdir(workdir)) == ['.lock', 'run.json']
     content = json.load(open(path))
     assert content == {'kind': 'search', 'config': {'seed': 0, 'model': {'channels': 4, 'cells': [1, 2]}}}
     runs.claim(workdir, 'search', _config())            # the same run resumes
@@ -84,6 +84,38 @@ def test_atomic_json_write_replaces_whole_files_and_leaves_no_temporary(tmp_path
     assert runs.read_json(path) == {'b': [1, 2]} and os.listdir(tmp_path) == ['summary.json']
     runs.write_text(str(tmp_path / 'genotype.txt'), 'G\n')
     assert sorted(os.listdir(tmp_path)) == ['genotype.txt', 'summary.json']
+
+
+def test_atomic_binary_and_figure_writes_keep_the_old_file_on_failure(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    path = str(tmp_path / 'blob.bin')
+    runs.write_bytes(path, b'\x00\x01')
+    runs.write_bytes(path, b'\x02')
+    assert open(path, 'rb').read() == b'\x02' and os.listdir(tmp_path) == ['blob.bin']
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()   # as open() makes it, not mkstemp's 0600
+    with monkeypatch.context() as m:   # a disk error before the rename: the old file stays, no temporary
+        m.setattr(os, 'fsync', lambda fd: (_ for _ in ()).throw(OSError(28, 'No space left on device')))
+        with pytest.raises(OSError, match='No space'):
+            runs.write_bytes(path, b'\x03' * 100)
+    assert open(path, 'rb').read() == b'\x02' and os.listdir(tmp_path) == ['blob.bin']
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    png = str(tmp_path / 'plot.png')
+    runs.save_figure(fig, png, dpi=20)
+    before = open(png, 'rb').read()
+    assert before.startswith(b'\x89PNG')
+    with pytest.raises(ValueError):   # matplotlib refuses the format: the old figure stays, no temporary
+        runs.save_figure(fig, png, dpi=20, format='no-such-format')
+    plt.close(fig)
+    assert open(png, 'rb').read() == before and sorted(os.listdir(tmp_path)) == ['blob.bin', 'plot.png']
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_jsonl_append_and_truncate_after_restore(tmp_path):

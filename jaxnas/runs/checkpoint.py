@@ -4,14 +4,35 @@ Checkpoints are written atomically by orbax (into a temporary directory, renamed
 ``<step>`` when complete), so an interrupted save never leaves a half-written checkpoint
 behind: :meth:`Checkpointer.latest_step` ignores the temporary directories and a resumed
 run starts from the last complete one.
+
+A checkpoint damaged afterwards (a file truncated or deleted, a disk error) is not
+trusted: :meth:`Checkpointer.restore` falls back to the newest one that reads (orbax
+keeps the last ``max_to_keep=2``) with a one-line warning, and moves each unreadable
+newer one aside to ``<step>.corrupt`` (kept for inspection; its step number is free for
+the resumed run to save again). When none reads, :class:`CheckpointError` says so in
+one line and moves nothing.
 """
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
+
+from jaxnas.errors import JaxnasError
+
+
+class CheckpointError(JaxnasError):
+    """No checkpoint of a run can be read (one line)."""
+
+
+def _reason(error: BaseException) -> str:
+    """One line, at most 160 characters, saying why a restore failed."""
+    text = ' '.join(str(error).split()).split(' See full TensorStore details')[0] or type(error).__name__
+    text = text if len(text) <= 160 else text[:157] + '...'
+    return f'{type(error).__name__}: {text}'
 
 
 class Checkpointer:
@@ -31,16 +52,63 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def restore(self, template: Any, step: Optional[int] = None) -> Tuple[Optional[int], Any]:
-        """``(step, state)`` of the latest (or given) checkpoint, or ``(None, template)``.
+        """``(step, state)`` of the latest readable (or the given) checkpoint, or ``(None, template)``.
 
         The restored state has the pytree structure (NamedTuples included) of ``template``.
+        Without ``step``, an unreadable checkpoint (one that does not read even without
+        the template) is passed over for the one before it, with a one-line warning on
+        stderr, and moved aside to ``<step>.corrupt``; if none can be read,
+        :class:`CheckpointError` (nothing moved). A checkpoint that reads but does not fit
+        ``template`` raises orbax's error: that is a program error, not damage.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
+        if step is not None:
+            return step, self._restore(step, template)
+        failed = []
+        for candidate in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state = self._restore(candidate, template)
+            except Exception as e:   # orbax / tensorstore raise many types for a damaged file
+                if self._readable(candidate):
+                    raise   # the files read, as they were saved: ``template`` does not fit them (a bug)
+                failed.append((candidate, e))
+                continue
+            for bad, error in failed:
+                moved = self._set_aside(bad)
+                print(f'warning: checkpoint {os.path.join(self.directory, str(bad))} is unreadable '
+                      f'({_reason(error)}); moved it to {moved} and resuming from step {candidate}',
+                      file=sys.stderr)
+            if failed:
+                self._manager.reload()
+            return candidate, state
+        if not failed:
             return None, template
+        steps = ', '.join(str(s) for s, _ in failed)
+        raise CheckpointError(
+            f'no checkpoint in {self.directory} can be read (steps {steps}; newest: {_reason(failed[0][1])}); '
+            f'move {self.directory} away to start this run again from scratch, or pass a new --workdir')
+
+    def _restore(self, step: int, template: Any) -> Any:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        return step, jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(state))
+        return jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(state))
+
+    def _readable(self, step: int) -> bool:
+        """Whether checkpoint ``step`` reads as saved (its own metadata, no template)."""
+        try:
+            self._manager.restore(step, args=ocp.args.StandardRestore())
+            return True
+        except Exception:
+            return False
+
+    def _set_aside(self, step: int) -> str:
+        """Rename ``<step>`` to a free ``<step>.corrupt[.k]``; returns the new path."""
+        source = os.path.join(self.directory, str(step))
+        target, k = f'{source}.corrupt', 0
+        while os.path.exists(target):
+            k += 1
+            target = f'{source}.corrupt.{k}'
+        os.replace(source, target)
+        return target
 
     def close(self) -> None:
         self._manager.close()

@@ -5,20 +5,28 @@ Every command writes into one work directory and marks it as its own with
 command with the same config resumes; a different kind or config is refused with one
 line naming the directory and the fix, so results are never mixed or overwritten.
 
-Writes never leave a half-written file behind: JSON files go to a temporary file in the
-same directory, flushed and then renamed over the target (``os.replace`` is atomic on
-POSIX); a JSONL log is only appended to, and after a checkpoint restore the lines of
-epochs (steps, evaluations) beyond it are dropped by rewriting the file the same atomic
-way. A last line cut short by a crash during an append is dropped too.
+A directory is used by one process at a time: :func:`claim` takes its lock file
+(``.lock``, :mod:`jaxnas.runs.lock`) and refuses a directory a live process holds.
+
+Writes never leave a half-written file behind: JSON, text, binary files and figures
+(:func:`write_json`, :func:`write_text`, :func:`write_bytes`, :func:`save_figure`) go to a
+temporary file in the same directory, flushed to disk and then renamed over the target
+(``os.replace`` is atomic on POSIX); a JSONL log is only appended to, and after a
+checkpoint restore the lines of epochs (steps, evaluations) beyond it are dropped by
+rewriting the file the same atomic way. A last line cut short by a crash during an
+append is dropped too.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from typing import Any, Iterable, Optional
 
 from jaxnas.errors import JaxnasError
+from jaxnas.runs import lock
+from jaxnas.runs.lock import WorkdirBusyError, releases_locks  # noqa: F401 (re-exported)
 
 IDENTITY = 'run.json'
 # Identity files of earlier jaxnas versions (search / discrete: the config; pipeline).
@@ -44,12 +52,26 @@ def identity(kind: str, config, **extra) -> dict:
 def claim(workdir: str, kind: str, config, **extra) -> str:
     """Make ``workdir`` the home of this run, or refuse it if it holds another one.
 
-    Writes ``workdir/run.json`` = :func:`identity` on first use (creating the directory);
-    when it exists it must be equal (same kind, config and ``extra``), else
-    :class:`RunDirError`. A directory of an earlier jaxnas version (``config.json`` or
-    ``pipeline.json``, or ``run.json`` without a kind) is claimed if it holds the same run.
-    Returns the path of ``run.json``.
+    First takes the directory's lock (:mod:`jaxnas.runs.lock`, creating the directory): a
+    directory another live process holds is refused (:class:`WorkdirBusyError`); the lock
+    is kept until the innermost :func:`releases_locks` function returns (every loop is
+    one), or until the process exits. Then writes ``workdir/run.json`` = :func:`identity`
+    on first use; when it exists it must be equal (same kind, config and ``extra``), else
+    :class:`RunDirError` (and the lock is let go). A directory of an earlier jaxnas version
+    (``config.json`` or ``pipeline.json``, or ``run.json`` without a kind) is claimed if it
+    holds the same run. Returns the path of ``run.json``.
     """
+    lock.acquire(workdir, scoped=False)
+    try:
+        path = _claim(workdir, kind, config, **extra)
+    except BaseException:
+        lock.release(workdir)
+        raise
+    lock.register(workdir)
+    return path
+
+
+def _claim(workdir: str, kind: str, config, **extra) -> str:
     path = os.path.join(workdir, IDENTITY)
     want = identity(kind, config, **extra)
     have = read_json(path)
@@ -75,21 +97,47 @@ def _different(workdir: str, kind: str, extra: dict, name: str) -> RunDirError:
                        f'--workdir (or the same config{what} to resume that run)')
 
 
-def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()   # what open() would give a new file
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same directory,
+    flushed to disk (``fsync``), then renamed over ``path`` (``os.replace``), so a reader
+    or a crash sees the old file or the new one, never a part."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`write_bytes`)."""
+    write_bytes(path, text.encode('utf-8'))
+
+
+def save_figure(fig, path: str, **kwargs) -> None:
+    """``fig.savefig(path, **kwargs)`` atomically (:func:`write_bytes`); the format is
+    ``path``'s extension unless ``format=`` is given."""
+    kwargs.setdefault('format', os.path.splitext(path)[1].lstrip('.') or 'png')
+    buffer = io.BytesIO()
+    fig.savefig(buffer, **kwargs)
+    write_bytes(path, buffer.getvalue())
 
 
 def write_json(path: str, obj, indent: Optional[int] = 2) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from jaxnas import runs
+
 
 def draw_cell(gene, concat, title: str, path: str, num_inputs: int = 2) -> None:
     """A DARTS cell as a graph: inputs c_{k-2}, c_{k-1}, intermediate nodes, output c_{k}."""
@@ -40,7 +42,7 @@ def draw_cell(gene, concat, title: str, path: str, num_inputs: int = 2) -> None:
     ax.set_ylim(-0.6, 3.0)
     ax.axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    runs.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from jaxnas import runs
 from jaxnas.spaces.mbconv import genotype as G
 
 _COLOURS = {3: '#9ecae1', 5: '#6baed6', 7: '#3182bd'}
@@ -47,7 +48,7 @@ def draw_chain(genotype: G.Genotype, path: str) -> None:
     ax.set_title(f'MBConv chain: {genotype}', fontsize=8)
     ax.axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    runs.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from jaxnas import runs
 from jaxnas.spaces.nb201 import genotype as nb201
 
 
@@ -24,7 +25,7 @@ def draw_cell(gene, path: str) -> None:
     ax.set_title('NAS-Bench-201 cell')
     ax.axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    runs.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
