@@ -14,6 +14,7 @@ one line and moves nothing.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Any, Optional, Tuple
@@ -26,6 +27,19 @@ from jaxnas.errors import JaxnasError
 
 class CheckpointError(JaxnasError):
     """No checkpoint of a run can be read (one line)."""
+
+
+def _collect_quietly(failed: list) -> None:
+    """After failed restores: collect orbax's abandoned read coroutines now, without the
+    "Exception ignored in <coroutine ...>" report each would print when collected later."""
+    if not failed:
+        return
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def _reason(error: BaseException) -> str:
@@ -70,21 +84,22 @@ class Checkpointer:
             except Exception as e:   # orbax / tensorstore raise many types for a damaged file
                 if self._readable(candidate):
                     raise   # the files read, as they were saved: ``template`` does not fit them (a bug)
-                failed.append((candidate, e))
+                failed.append((candidate, _reason(e)))
                 continue
-            for bad, error in failed:
+            _collect_quietly(failed)
+            for bad, reason in failed:
                 moved = self._set_aside(bad)
                 print(f'warning: checkpoint {os.path.join(self.directory, str(bad))} is unreadable '
-                      f'({_reason(error)}); moved it to {moved} and resuming from step {candidate}',
-                      file=sys.stderr)
+                      f'({reason}); moved it to {moved} and resuming from step {candidate}', file=sys.stderr)
             if failed:
                 self._manager.reload()
             return candidate, state
         if not failed:
             return None, template
+        _collect_quietly(failed)
         steps = ', '.join(str(s) for s, _ in failed)
         raise CheckpointError(
-            f'no checkpoint in {self.directory} can be read (steps {steps}; newest: {_reason(failed[0][1])}); '
+            f'no checkpoint in {self.directory} can be read (steps {steps}; newest: {failed[0][1]}); '
             f'move {self.directory} away to start this run again from scratch, or pass a new --workdir')
 
     def _restore(self, step: int, template: Any) -> Any:
