@@ -123,6 +123,24 @@ def test_nested_and_repeated_claims_in_one_process_are_released_on_return_or_err
     assert _free(study)
 
 
+def test_a_directory_whose_lock_file_cannot_be_made_is_still_claimed_with_a_note(tmp_path, monkeypatch, capfd):
+    """E.g. a finished run on a read-only disk, read back: claimed unguarded, one note."""
+    workdir = str(tmp_path / 'done')
+    runs.releases_locks(runs.claim)(workdir, 'search', CONFIG)
+    os.remove(os.path.join(workdir, '.lock'))
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith('.lock'):
+            raise OSError(30, 'Read-only file system')
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, 'open', read_only)
+    capfd.readouterr()
+    runs.releases_locks(runs.claim)(workdir, 'search', CONFIG)
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and workdir in err and 'Read-only file system' in err
+
+
 def test_weight_sharing_runs_started_together_train_the_supernet_once(tmp_path, monkeypatch, capfd):
     """The second waits for the first (holding the supernet folder) and reuses what it trained."""
     from jaxnas import fitness, search

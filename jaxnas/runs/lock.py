@@ -111,7 +111,11 @@ def _acquire(directory: str, wait: bool, poll_s: float, purpose: str) -> None:
         os.makedirs(key, exist_ok=True)
         if fcntl is None:
             return
-        fd = os.open(os.path.join(key, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(os.path.join(key, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:   # e.g. a finished run on a read-only disk: it can still be read back
+            _note(f'{directory}: cannot open {LOCK} ({e.strerror}); not guarded against a second process')
+            return
         try:
             locked = _lock(fd, directory, wait, poll_s, purpose)
         except BaseException:
