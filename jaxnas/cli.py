@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Callable
 
-from jaxnas.errors import JaxnasError
+from jaxnas.errors import JaxnasError, one_line
 
 COMMAND_MODULES = (
     'jaxnas.search',
@@ -24,6 +24,13 @@ COMMAND_MODULES = (
     'jaxnas.retrain',
     'jaxnas.pipeline',
 )
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (:class:`JaxnasError`, exit status 2)."""
+
+    def error(self, message):
+        raise JaxnasError(f'{message}; see {self.prog} --help')
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_help: str) -> None:
@@ -62,19 +69,51 @@ def load_config(args, overrides):
                                       config_lib.parse_overrides(overrides))
 
 
-def prepare(args, overrides, validate: Callable, name: Callable) -> tuple:
+def check_workdir(workdir: str) -> None:
+    """A one-line error unless ``workdir`` is a directory this process can write, or can
+    be created (its nearest existing parent is a writable directory). Creates nothing."""
+    path = os.path.abspath(workdir)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise JaxnasError(f'--workdir {workdir} is a file, not a directory; pass a new --workdir')
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise JaxnasError(f'--workdir {workdir} is not writable; pass a --workdir you can write to '
+                              '(or fix its permissions)')
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise JaxnasError(f'--workdir {workdir} cannot be created: {parent} is a file, not a directory; '
+                          'pass a --workdir under a directory')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise JaxnasError(f'--workdir {workdir} cannot be created: {parent} is not writable; pass a '
+                          '--workdir you can write to (or fix its permissions)')
+
+
+def prepare(args, overrides, validate: Callable, name: Callable,
+            needs_data: Callable = lambda config: True) -> tuple:
     """What every command does before it runs: ``(config, workdir)``, the config loaded
-    (:func:`load_config`) and checked by ``validate``, the work directory ``--workdir`` or
-    ``runs/<name(config)>``; the persistent compilation cache turned on."""
+    (:func:`load_config`), checked by :func:`jaxnas.config.check_shared` and ``validate``,
+    the work directory ``--workdir`` or ``runs/<name(config)>`` checked by
+    :func:`check_workdir`, the data set checked to be prepared (where
+    ``needs_data(config)``), all before anything is written or compiled; the persistent
+    compilation cache turned on."""
+    from jaxnas import config as config_lib, data
     from jaxnas.search import enable_compilation_cache
     config = load_config(args, overrides)
+    config_lib.check_shared(config)
     validate(config)
+    workdir = args.workdir or os.path.join('runs', name(config))
+    check_workdir(workdir)
+    if needs_data(config):
+        data.check_prepared(config.data.name, config.data.data_dir)
     enable_compilation_cache()
-    return config, args.workdir or os.path.join('runs', name(config))
+    return config, workdir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='jaxnas', description='jaxnas: neural architecture search in JAX.',
         epilog='Config fields are overridden with --config.FIELD=VALUE, e.g. --config.model.channels=8.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
@@ -85,7 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except JaxnasError as e:
+        print(f'error: {one_line(e)}', file=sys.stderr)
+        return 2
     if args.command is None:
         parser.print_help()
         return 2
@@ -95,7 +138,7 @@ def main(argv=None) -> int:
             raise JaxnasError(f'unknown option {bad[0]}; see jaxnas {args.command} --help')
         return args.run(args, rest)
     except JaxnasError as e:
-        print(f'error: {e}', file=sys.stderr)
+        print(f'error: {one_line(e)}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('interrupted; rerun the same command to resume from the last checkpoint', file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 import ml_collections
 from ml_collections import config_dict
 
-from jaxnas.errors import JaxnasError
+from jaxnas.errors import JaxnasError, one_line
 
 
 class ConfigError(JaxnasError):
@@ -204,27 +204,40 @@ def load_config(spec: Optional[str]) -> ml_collections.ConfigDict:
     try:
         module_spec.loader.exec_module(module)
     except Exception as e:  # the user's file: report, don't crash with a traceback
-        raise ConfigError(f'config file {path} failed to load: {type(e).__name__}: {e}') from None
-    if not hasattr(module, 'get_config'):
-        raise ConfigError(f'config file {path} has no get_config(arg) function')
+        raise ConfigError(f'config file {path} failed to load: {type(e).__name__}: {one_line(e)}') from None
+    if not callable(getattr(module, 'get_config', None)):
+        raise ConfigError(f'config file {path} has no get_config(arg) function; define one that returns '
+                          'an ml_collections.ConfigDict (see experiments/tiny.py)')
     takes_arg = bool(inspect.signature(module.get_config).parameters)
     if arg and not takes_arg:
-        raise ConfigError(f'config file {path} takes no argument, got {arg!r}')
-    config = module.get_config(arg or None) if takes_arg else module.get_config()
+        raise ConfigError(f'config file {path} takes no argument, got {arg!r}; pass --config {path}')
+    call = f'get_config({arg!r})' if arg else 'get_config()'
+    try:
+        config = module.get_config(arg or None) if takes_arg else module.get_config()
+    except Exception as e:  # the user's code: one line naming the file and the exception
+        raise ConfigError(f'config file {path}: {call} raised {type(e).__name__}: {one_line(e)}; '
+                          'fix the file or its :ARG') from None
     if not isinstance(config, ml_collections.ConfigDict):
-        raise ConfigError(f'get_config in {path} must return an ml_collections.ConfigDict')
+        raise ConfigError(f'{call} in {path} returned a {type(config).__name__}; it must return an '
+                          'ml_collections.ConfigDict')
     return config
 
 
-def _parse_value(text: str):
+class CommandLineValue(str):
+    """A value as typed after ``--config.FIELD=``; :func:`apply_overrides` reads it by the
+    type of the field it sets (Python values from code are set as they are)."""
+
+
+def _literal(text: str):
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text.strip()
 
 
 def parse_overrides(args: Iterable[str]) -> list:
-    """``['--config.a.b=1', '--config.c', 'x']`` -> ``[('a.b', 1), ('c', 'x')]``."""
+    """``['--config.a.b=1', '--config.c', 'x']`` -> ``[('a.b', '1'), ('c', 'x')]``, each value a
+    :class:`CommandLineValue` (its text, read by the field's type in :func:`apply_overrides`)."""
     args = list(args)
     out, i = [], 0
     while i < len(args):
@@ -232,31 +245,270 @@ def parse_overrides(args: Iterable[str]) -> list:
         if not arg.startswith('--config.'):
             raise ConfigError(f'unexpected argument {arg!r}; overrides look like --config.model.channels=8')
         key, eq, value = arg[len('--config.'):].partition('=')
+        if not key:
+            raise ConfigError(f'override {arg!r} names no field; write --config.FIELD=VALUE, e.g. '
+                              '--config.model.channels=8')
         if not eq:
-            if i + 1 >= len(args):
+            if i + 1 >= len(args) or args[i + 1].startswith('--'):
                 raise ConfigError(f'override --config.{key} has no value; write --config.{key}=VALUE')
             value, i = args[i + 1], i + 1
-        out.append((key, _parse_value(value)))
+        out.append((key, CommandLineValue(value)))
         i += 1
     return out
 
 
+# ----------------------------------------------------------------------------------------
+# Command-line values, typed by the field they set
+# ----------------------------------------------------------------------------------------
+
+_TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+_PLURALS = {bool: 'true/false values', int: 'integers', float: 'numbers', str: 'strings'}
+
+
+def _cli_form(value) -> str:
+    """``value`` as it is written after ``--config.FIELD=``."""
+    if isinstance(value, (tuple, list)):
+        return ','.join(_cli_form(v) for v in value) if value else '()'
+    return str(value)
+
+
+def _split_elements(text: str) -> list:
+    """``'a,b'``, ``'(a, b)'``, ``'[a,b]'`` -> ``['a', 'b']``: commas inside brackets or quotes
+    (a genotype's text) do not split; ``'()'`` and ``''`` -> ``[]``."""
+    t = text.strip()
+    if len(t) >= 2 and (t[0], t[-1]) in (('(', ')'), ('[', ']')):
+        t = t[1:-1]
+    parts, depth, quote, current = [], 0, None, ''
+    for ch in t:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in '\'"':
+            quote = ch
+        elif ch in '([{':
+            depth += 1
+        elif ch in ')]}':
+            depth -= 1
+        elif ch == ',' and depth == 0:
+            parts.append(current)
+            current = ''
+            continue
+        current += ch
+    parts.append(current)
+    parts = [p.strip() for p in parts]
+    if parts and not parts[-1]:          # '(a,)' and 'a,'
+        parts = parts[:-1]
+    return parts
+
+
+def _element_type(default):
+    types = {type(v) for v in default}
+    if types == {int, float}:
+        return float
+    return types.pop() if len(types) == 1 else None
+
+
+def _read_scalar(text: str, kind, default):
+    """``text`` as a value of type ``kind``; raises ``ValueError`` naming what was expected."""
+    t = text.strip()
+    if t == 'None' and default is None:
+        return None
+    if kind is bool:
+        if t.lower() in ('true', '1', 'yes'):
+            return True
+        if t.lower() in ('false', '0', 'no'):
+            return False
+    elif kind is int:
+        value = _literal(t)
+        if type(value) is int:
+            return value
+    elif kind is float:
+        try:
+            return float(t)
+        except ValueError:
+            pass
+    elif kind is str:
+        value = _literal(t)
+        return value if isinstance(value, str) else t
+    else:
+        return _literal(t)
+    raise ValueError(_TYPE_NAMES[kind])
+
+
+def _base_value(key: str):
+    """Field ``key``'s value in :func:`base_config` (``...`` if it has none there)."""
+    return _get(base_config(), key)
+
+
+def _read(text: str, node, leaf: str, key: str):
+    """The command-line ``text`` of field ``key`` (``node[leaf]``) as a value of the field's
+    type: a scalar, or a tuple / list written ``a,b,c``, ``(a,b)`` or ``[a,b]`` whose
+    elements are typed like the default's (the base config's where the field is empty);
+    ``None`` where the field or its base default is ``None``."""
+    if leaf not in node:                           # a new key of a kwargs section
+        return _literal(text)
+    kind, current, base = node.get_type(leaf), node[leaf], _base_value(key)
+    default = current if current is not None or base is ... else base
+    if text.strip() == 'None' and (current is None or base is None):
+        return None
+    example = f'e.g. --config.{key}={_cli_form(default)}' if default is not None else ''
+    if kind in (tuple, list):
+        if isinstance(default, (tuple, list)) and default and isinstance(default[0], (tuple, list, dict)):
+            value = _literal(text)                 # nested: a Python literal
+            if not isinstance(value, (tuple, list)):
+                raise ConfigError(f'bad value {str(text)!r} for config field {key!r}: expected a Python '
+                                  f'literal of a {kind.__name__}, {example}')
+            return kind(value)
+        etype = _element_type(default or ()) or (_element_type(base) if isinstance(base, (tuple, list)) else None)
+        out = []
+        for element in _split_elements(text):
+            if etype is None:
+                out.append(_literal(element))
+                continue
+            try:
+                out.append(_read_scalar(element, etype, ...))
+            except ValueError as e:
+                raise ConfigError(f'bad value {str(text)!r} for config field {key!r}: element {element!r} is '
+                                  f'not {e}; give {_PLURALS[etype]} separated by commas, '
+                                  f'{example}') from None
+        return kind(out)
+    if kind in _TYPE_NAMES:
+        try:
+            return _read_scalar(text, kind, default)
+        except ValueError as e:
+            raise ConfigError(f'bad value {str(text)!r} for config field {key!r}: expected {e}'
+                              + (f', {example}' if example else '')) from None
+    return _literal(text)
+
+
+# ----------------------------------------------------------------------------------------
+# Fields with a fixed set of choices
+# ----------------------------------------------------------------------------------------
+
+def choices() -> dict:
+    """Field -> its valid values (each element's, for a tuple field), from the registries
+    that define them. :func:`apply_overrides` and :func:`check_shared` check them."""
+    from jaxnas import bilevel, data, fitness, relax, retrain, searchers, spaces
+    from jaxnas.spaces.darts import evalnet
+    return {
+        'space': spaces.names(),
+        'data.name': tuple(data.DATASETS),
+        'relaxation.name': tuple(relax.RELAXATIONS),
+        'search.order': tuple(bilevel.ORDERS),
+        'search.mode': ('',) + tuple(relax.MODES),
+        'compare.relaxations': tuple(relax.RELAXATIONS),
+        'retrain.network': tuple(evalnet.NETWORKS),
+        'retrain.compute_dtype': tuple(retrain.COMPUTE_DTYPES),
+        'retrain.seed_batching': tuple(retrain.SEED_BATCHING),
+        'discrete.searcher': tuple(searchers.SEARCHERS),
+        'discrete.fitness.mode': tuple(fitness.FITNESS_MODES),
+        'discrete.fitness.objective': tuple(fitness.OBJECTIVES),
+        'discrete.short_training.network': ('supernet', 'evalnet'),
+        'discrete.short_training.execution': tuple(fitness.EXECUTIONS),
+        'discrete.weight_sharing.relaxation': tuple(relax.RELAXATIONS),
+        'discrete.weight_sharing.batch_norm': ('batch', 'running'),
+        'discrete.weight_sharing.execution': tuple(fitness.EXECUTIONS),
+    }
+
+
+def _describe(options) -> str:
+    return ', '.join(repr(o) if o == '' else str(o) for o in options)
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split('.'):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return ...
+        node = node[part]
+    return node
+
+
+def _check_choice(config, key: str, table: dict) -> None:
+    value = _get(config, key)
+    if value is ... or key not in table:
+        return
+    options = table[key]
+    bad = [v for v in value if v not in options] if isinstance(value, (tuple, list)) else (
+        [] if value in options else [value])
+    if bad:
+        what = f'element {bad[0]!r} is unknown; choose each from' if isinstance(value, (tuple, list)) else \
+            'choose one of'
+        raise ConfigError(f'bad config value {key}={value!r}: {what} {_describe(options)}')
+
+
+def _section_error(section, key: str) -> ConfigError:
+    table = choices()
+    fields = []
+    for name in sorted(section.keys()):
+        sub = f'{key}.{name}'
+        if isinstance(section[name], ml_collections.ConfigDict):
+            fields.append(f'{name}.*')
+        elif sub in table:
+            fields.append(f"{name} ({'|'.join(repr(o) if o == '' else str(o) for o in table[sub])})")
+        else:
+            fields.append(name)
+    return ConfigError(f"config field {key!r} is a section, not a value; set one of its fields with "
+                       f"--config.{key}.FIELD=VALUE: {', '.join(fields)}")
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable) -> ml_collections.ConfigDict:
-    """Set dotted fields with ml_collections' type checking; unknown fields are errors."""
+    """Set dotted fields; unknown fields, values of the wrong type and values outside a
+    field's :func:`choices` are one-line errors. A :class:`CommandLineValue` is read by the
+    field's type (tuples as ``a,b,c``); a ``kwargs`` section takes new keys (and
+    ``compare.kwargs`` new per-relaxation sections)."""
+    table = None
     for key, value in overrides:
         *parents, leaf = key.split('.')
+        if not all(parents + [leaf]):
+            raise ConfigError(f'bad config field {key!r}; write --config.FIELD.SUBFIELD=VALUE')
         node = config
         for depth, name in enumerate(parents):
+            if name not in node and depth and parents[depth - 1] == 'kwargs':
+                node[name] = ml_collections.ConfigDict()   # e.g. compare.kwargs.pcdarts.k
             if name not in node or not isinstance(node[name], ml_collections.ConfigDict):
-                raise ConfigError(f"unknown config field {'.'.join(parents[:depth + 1])!r} in override of {key!r}")
+                path = '.'.join(parents[:depth + 1])
+                if name in node:
+                    raise ConfigError(f'config field {path!r} is a value, not a section; set it with '
+                                      f'--config.{path}=VALUE')
+                raise ConfigError(f"unknown config field {path!r} in override of {key!r}; fields here: "
+                                  f"{', '.join(sorted(node.keys()))}")
             node = node[name]
-        if leaf not in node and not (parents and parents[-1] == 'kwargs'):
+        if leaf not in node and 'kwargs' not in parents:
             raise ConfigError(f"unknown config field {key!r}; fields here: {', '.join(sorted(node.keys()))}")
+        if leaf in node and isinstance(node[leaf], ml_collections.ConfigDict):
+            raise _section_error(node[leaf], key)
+        if isinstance(value, CommandLineValue):
+            value = _read(value, node, leaf, key)
         try:
             node[leaf] = value
-        except (TypeError, ValueError, KeyError) as e:
-            raise ConfigError(f'bad value {value!r} for config field {key!r}: {e}') from None
+        except (TypeError, ValueError, KeyError):
+            kind = node.get_type(leaf)
+            raise ConfigError(f'bad value {value!r} for config field {key!r}: expected '
+                              f"{_TYPE_NAMES.get(kind, 'a ' + kind.__name__)}, e.g. "
+                              f'--config.{key}={_cli_form(node[leaf])}') from None
+        table = table if table is not None else choices()
+        _check_choice(config, key, table)
     return config
+
+
+def check_shared(config: ml_collections.ConfigDict) -> None:
+    """The checks every command makes before it runs: each field with :func:`choices`
+    holds one of them, and the ``data`` section can be read."""
+    table = choices()
+    for key in table:
+        _check_choice(config, key, table)
+    d = config.data
+    for ok, field, msg in (
+            (isinstance(d.limit, int) and d.limit >= 0, 'limit', 'must be an integer >= 0 (0 reads everything)'),
+            (0 < d.train_portion <= 1, 'train_portion', 'must be in (0, 1]'),
+            (isinstance(d.batch_size, int) and d.batch_size >= 2, 'batch_size',
+             'must be an integer >= 2 (BatchNorm needs a batch)'),
+            (isinstance(d.eval_batch_size, int) and d.eval_batch_size >= 1, 'eval_batch_size',
+             'must be an integer >= 1')):
+        if not ok:
+            raise ConfigError(f'bad config value data.{field}={d[field]!r}: {msg}')
+    if not isinstance(config.seed, int):
+        raise ConfigError(f'bad config value seed={config.seed!r}: must be an integer')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -270,6 +522,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 value = value[part]
             raise ConfigError(f'bad config value {field}={value!r}: {msg}')
 
+    check_shared(config)
     from jaxnas import spaces
     check(config.space in spaces.names(), 'space', f"choose one of {', '.join(spaces.names())}")
     check(config.search.mode in ('',) + relax.MODES, 'search.mode',
@@ -298,21 +551,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(config.optim[field] >= 0, f'optim.{field}', 'must be >= 0')
     spaces.get(config.space).check_config(config)
     try:   # the space's check_config (above) checks its widths against the partial-channel k
-        relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
-                              **config.relaxation.kwargs.to_dict())
+        relaxation_to_check(config, spaces.get(config.space))
     except JaxnasError as e:
         raise ConfigError(f'bad config value relaxation.kwargs: {e}') from None
+
+
+def relaxation_to_check(config, space):
+    """The config's relaxation, made to check the config: on ``space`` without its op mask
+    (the mask changes no argument, mode or ``k``, and leaving it out keeps checks off the
+    device, so a bad input is refused before anything compiles)."""
+    import dataclasses
+    from jaxnas import relax
+    return relax.make_relaxation(config.relaxation.name, space=dataclasses.replace(space, op_mask=None),
+                                 **config.relaxation.kwargs.to_dict())
 
 
 def partial_channel_k(config, space) -> int:
     """The partial-channel ``k`` the search of ``config`` runs with on ``space`` (1 unless
     the execution mode is ``partial_channel``; 1 also for relaxation arguments that
     :func:`validate` rejects itself). Spaces check their widths against it."""
-    from jaxnas import relax
     if 'relaxation' not in config or 'search' not in config:
         return 1
     try:
-        r = relax.make_relaxation(config.relaxation.name, space=space, **config.relaxation.kwargs.to_dict())
+        r = relaxation_to_check(config, space)
     except JaxnasError:
         return 1
     return r.partial_channels if (config.search.mode or r.mode) == 'partial_channel' else 1

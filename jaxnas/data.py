@@ -195,11 +195,18 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _load_tfds(name: str, data_dir: str | None, limit: int | None):
-    """A TFDS set as (pool_x, pool_y, test_x, test_y, num_classes).
+def check_prepared(name: str, data_dir: str | None = None) -> None:
+    """A one-line :class:`DataError` (how to prepare it) unless data set ``name`` can be
+    read: commands call it before they write anything. Opens the prepared files' index
+    only; reads no examples, never downloads."""
+    if name not in DATASETS:
+        raise DataError(f'unknown data set {name!r}; choose one of {", ".join(DATASETS)}')
+    if name != 'digits':
+        _tfds_sources(name, data_dir)
 
-    Reads prepared files only; never downloads.
-    """
+
+def _tfds_sources(name: str, data_dir: str | None) -> dict:
+    """The train and test ``tfds.data_source`` of a prepared set, or the one-line error."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
@@ -215,7 +222,15 @@ def _load_tfds(name: str, data_dir: str | None, limit: int | None):
             )
     except Exception as e:  # tfds raises KeyError, NotImplementedError, ...
         raise _not_prepared_error(tfds, name, data_dir, e) from e
+    return sources
 
+
+def _load_tfds(name: str, data_dir: str | None, limit: int | None):
+    """A TFDS set as (pool_x, pool_y, test_x, test_y, num_classes).
+
+    Reads prepared files only; never downloads.
+    """
+    sources = _tfds_sources(name, data_dir)
     train_x, train_y = _read_source(sources['train'], limit)
     test_x, test_y = _read_source(sources['test'], limit)
     label = sources['train'].dataset_info.features['label']

@@ -76,13 +76,19 @@ def validate(config) -> None:
           f"choose one of {', '.join(fitness_lib.OBJECTIVES)}")
     check(d.fitness.objective == 'metric' or d.fitness.cost, 'fitness.cost',
           f'objective {d.fitness.objective} needs a cost, e.g. params')
+    if d.fitness.mode == 'tabular':   # checked here, before the run claims its directory
+        check(spaces.get(config.space).tabular is not None, 'fitness.mode',
+              f'space {config.space} has no tabular benchmark; choose short_training or weight_sharing')
+        check(bool(d.tabular.path) and os.path.exists(os.path.expanduser(d.tabular.path)), 'tabular.path',
+              'give the NATS-Bench topology file or directory (NATS-tss-v1_0-3ffb9-simple) that exists')
     st = d.short_training
     check(st.steps >= 1, 'short_training.steps', 'must be >= 1')
     check(st.batch_size >= 2, 'short_training.batch_size', 'must be >= 2 (BatchNorm needs a batch)')
     check(st.lr > 0, 'short_training.lr', 'must be > 0')
     check(d.weight_sharing.epochs >= 1, 'weight_sharing.epochs', 'must be >= 1')
+    space = make_space(config)   # its own one-line error names discrete.hparams / discrete.cells
     try:
-        make_searcher(config, make_space(config))
+        make_searcher(config, space)
     except JaxnasError as e:
         raise DiscreteConfigError(f'bad config value discrete.{d.searcher}: {e}') from None
 
@@ -256,7 +262,8 @@ def _command(args, overrides) -> int:
         overrides = list(overrides) + [f'--config.discrete.searcher={args.searcher}']
     if args.fitness:
         overrides = list(overrides) + [f'--config.discrete.fitness.mode={args.fitness}']
-    config, workdir = cli.prepare(args, overrides, validate, lambda c: f'{c.name}_{c.discrete.searcher}')
+    config, workdir = cli.prepare(args, overrides, validate, lambda c: f'{c.name}_{c.discrete.searcher}',
+                                  needs_data=lambda c: c.discrete.fitness.mode != 'tabular')
     summary = run_discrete(config, workdir, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     if summary.get('best_genotype') and summary['complete']:

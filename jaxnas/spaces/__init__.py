@@ -25,7 +25,7 @@ def names() -> tuple:
 
 def get(name: str) -> SearchSpace:
     """The :class:`SearchSpace` registered as ``name``."""
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise JaxnasError(f"unknown search space {name!r}; choose one of {', '.join(REGISTRY)}")
     return importlib.import_module(REGISTRY[name]).SPACE
 
@@ -51,6 +51,11 @@ def parse_any(spec, prefer: str | None = None):
             space = get(spec['space'])
             return space, space.from_json(spec)
         spec = json.dumps(spec)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = str(spec)        # an index, e.g. a JSON file holding a NAS-Bench-201 index
+    if not isinstance(spec, str):
+        raise GenotypeError(f'a genotype is a name, a text or a JSON object {{"space": ...}}, got the '
+                            f'{type(spec).__name__} {str(spec)[:60]!r}; see a search\'s genotype.json for the form')
     order = ([prefer] if prefer in REGISTRY else []) + [n for n in REGISTRY if n != prefer]
     errors = []
     for name in order:
