@@ -14,7 +14,16 @@ A relaxation is a small NamedTuple of pure functions, in the style of an optax
   and deriving the genotype;
 - ``mode``: the supernet execution mode the method needs (``dense``, ``single_path``
   or ``partial_channel``), ``partial_channels`` its K, and ``threshold`` the
-  derivation threshold (FairDARTS).
+  derivation threshold (FairDARTS);
+- ``entropy(weights) -> float``: the logged entropy of the normalized weights
+  (:func:`entropy` dispatches to it; ``None``: the mean entropy of each edge's
+  renormalised row);
+- ``arch_weight_decay``: the coupled weight decay of the architecture optimiser the method
+  prescribes, overriding ``optim.a_weight_decay`` (``None``: the config's);
+- ``single_level``: ``True`` if weights and architecture descend the same training loss
+  on the same training batch (one gradient, both updates; no arch-val data);
+- ``warmup_epochs``: epochs of weight training before the first architecture update
+  (``None``: 30% of the search, rounded; see :func:`warmup_steps`).
 
 Registered methods (:data:`RELAXATIONS`, built with :func:`make_relaxation`):
 
@@ -22,17 +31,32 @@ Registered methods (:data:`RELAXATIONS`, built with :func:`make_relaxation`):
 - ``gdas``: Gumbel-softmax sample, hard one-hot forward with straight-through
   gradient ``one_hot - stop_gradient(p) + p``; temperature linear from 10 to 0.1 over
   the search; resampled while the sample is not finite; single-path execution (Dong &
-  Yang, CVPR 2019).
+  Yang, CVPR 2019). How the non-selected ops' straight-through weights enter the cell is
+  the space's (``MixedEdges.straight_through_rest``: on NAS-Bench-201 they are added as
+  scalars, value 0 and gradient 1, as AutoDL's NB201 GDAS, so an edge that samples
+  ``none`` still gets an architecture gradient).
 - ``snas``: soft Gumbel-softmax sample with an exponentially annealed temperature
-  (Xie et al., ICLR 2019).
+  (Xie et al., ICLR 2019); single-level by default (``single_level=True``), as the
+  paper and its code: weights and architecture take one gradient of the same training
+  loss on the same training batch. ``single_level=False`` runs it bilevel like DARTS.
 - ``drnas``: mixing weights sampled from ``Dirichlet(elu(logits) + 1)`` with
-  reparameterised (implicit) gradients; KL to a ``Dirichlet(prior)`` or L2 penalty on
-  the concentrations (Chen et al., ICLR 2021).
+  reparameterised (implicit) gradients (Chen et al., ICLR 2021). ``reg='kl'``: KL to a
+  ``Dirichlet(prior)``, no architecture weight decay (DrNAS's code sets it to 0);
+  ``reg='l2'``: ``reg_scale / 2 * ||logits||^2``, i.e. decay toward ``logits = 0``
+  (concentration 1), DrNAS's Adam weight decay of ``reg_scale`` in place of the
+  config's. Both set ``arch_weight_decay`` (``0.0``; a kwarg).
 - ``pcdarts``: softmax op weights times edge normalisation ``softmax(beta)`` over the
   edges into each node, which also enters the derivation; partial-channel execution
-  with ``k`` (Xu et al., ICLR 2020).
+  with ``k`` (Xu et al., ICLR 2020); the architecture is first updated after
+  ``warmup_epochs`` of weight training (PC-DARTS: 15 of 50 epochs; default ``None``
+  scales that to 30% of the search).
 - ``fairdarts``: independent sigmoids with the zero-one loss
-  ``-mean((sigmoid - 0.5)^2)`` as penalty, threshold 0.85 (Chu et al., ECCV 2020).
+  ``-mean((sigmoid - 0.5)^2)`` (``zero_one='l2'``; ``'l1'``: ``-mean(|sigmoid - 0.5|)``,
+  FairDARTS's ``TriSeparateLoss``) times ``zero_one_weight`` (10) as penalty, threshold
+  0.85 (Chu et al., ECCV 2020). Logged entropy: the mean binary entropy of the sigmoids
+  (they are independent, not a distribution over the ops). The reference search settings
+  (architecture Adam 3e-3 with betas 0.9/0.999, weight lr 0.005 -> 0.001, batch 128) are
+  config fields (``optim.a_lr``, ``optim.a_b1``, ``optim.w_lr``, ``data.batch_size``).
 - ``random_path``: a uniformly sampled op per edge each step (no architecture
   gradient), single-path: trains a weight-sharing supernet as in random search with
   weight sharing (Li & Talwalkar, 2019) and SPOS.
@@ -57,6 +81,24 @@ class Relaxation(NamedTuple):
     mode: str = 'dense'
     partial_channels: int = 1
     threshold: Optional[float] = None
+    entropy: Optional[Callable] = None
+    arch_weight_decay: Optional[float] = None
+    single_level: bool = False
+    warmup_epochs: Optional[float] = 0
+
+
+def warmup_steps(relaxation: Relaxation, epochs: int, steps_per_epoch: int) -> int:
+    """Steps of weight training before the first architecture update: the relaxation's
+    ``warmup_epochs`` (``None``: ``round(0.3 * epochs)``, PC-DARTS's 15 of 50), in steps."""
+    w = relaxation.warmup_epochs
+    w = round(0.3 * epochs) if w is None else w
+    return int(round(w * steps_per_epoch))
+
+
+def arch_weight_decay(relaxation: Relaxation, default: float) -> float:
+    """The architecture optimiser's coupled weight decay: the relaxation's own, else ``default``
+    (``optim.a_weight_decay``)."""
+    return default if relaxation.arch_weight_decay is None else float(relaxation.arch_weight_decay)
 
 
 def init_logits(key, shapes: dict, scale: float = 1e-3) -> dict:
@@ -189,11 +231,22 @@ def gdas(tau_max: float = 10.0, tau_min: float = 0.1, *, space=None, total_steps
                    mask=_op_mask(space))
 
 
-def snas(tau_max: float = 1.0, tau_min: float = 0.03, *, space=None, total_steps: int = 1) -> Relaxation:
-    """SNAS: soft Gumbel-softmax sample, temperature annealed geometrically."""
+def snas(tau_max: float = 1.0, tau_min: float = 0.03, single_level: bool = True, *, space=None,
+         total_steps: int = 1) -> Relaxation:
+    """SNAS: soft Gumbel-softmax sample, temperature annealed geometrically.
+
+    Single-level by default, as SNAS (Xie et al., ICLR 2019, Sec. 2.4, and its code): the
+    weights and the architecture are updated from the gradient of the same training loss
+    on the same training batch; the arch-val split only monitors the supernet (set
+    ``data.train_portion=1`` to train on the whole training set, as the paper; the
+    monitor then uses the test split). ``single_level=False``: bilevel like DARTS (the
+    arch gradient on arch-val batches), the jaxnas behaviour before this option.
+    """
     _check_positive(tau_max=tau_max, tau_min=tau_min)
+    if not isinstance(single_level, bool):
+        raise JaxnasError(f'snas single_level must be True or False, got {single_level!r}')
     return _gumbel(exponential_schedule(tau_max, tau_min, total_steps), hard=False, mode='dense',
-                   mask=_op_mask(space))
+                   mask=_op_mask(space))._replace(single_level=single_level)
 
 
 def _dirichlet_kl(conc, prior, mask=None):
@@ -218,9 +271,17 @@ def _masked_dirichlet(key, conc, mask):
     return g / g.sum(-1, keepdims=True)
 
 
-def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, *, space=None,
-          total_steps: int = 1) -> Relaxation:
-    """DrNAS: Dirichlet mixing weights with concentration ``elu(logits) + 1``."""
+def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, arch_weight_decay: float = 0.0, *,
+          space=None, total_steps: int = 1) -> Relaxation:
+    """DrNAS: Dirichlet mixing weights with concentration ``elu(logits) + 1``.
+
+    As DrNAS's code (``architect.py``): ``reg='kl'`` adds ``reg_scale * KL(Dir(conc) ||
+    Dir(prior))`` and the architecture optimiser has no weight decay; ``reg='l2'`` is
+    its Adam weight decay ``reg_scale`` on the logits, here the penalty
+    ``reg_scale / 2 * ||logits||^2`` (the same gradient ``reg_scale * logits``, a pull
+    toward concentration 1), again with no other architecture weight decay.
+    ``arch_weight_decay`` (default 0) replaces ``optim.a_weight_decay`` for this method.
+    """
     del total_steps
     mask = _op_mask(space)
     if reg not in ('kl', 'l2'):
@@ -228,6 +289,8 @@ def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, *, space
     _check_positive(prior=prior)
     if reg_scale < 0:
         raise JaxnasError(f'reg_scale must be >= 0, got {reg_scale}')
+    if not arch_weight_decay >= 0:
+        raise JaxnasError(f'drnas arch_weight_decay must be >= 0, got {arch_weight_decay}')
 
     def concentration(a):
         return jax.nn.elu(a) + 1.0
@@ -254,11 +317,11 @@ def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, *, space
             if reg == 'kl':
                 total = total + _dirichlet_kl(conc, jnp.full_like(conc, prior), None if mask is None
                                               else mask.get(k)).sum()
-            else:
-                total = total + jnp.sum(jnp.square(allowed(k, conc)))
+            else:   # decay of the logits toward 0 (concentration 1), allowed entries only
+                total = total + 0.5 * jnp.sum(jnp.square(allowed(k, jnp.ones_like(a)) * a))
         return reg_scale * total
 
-    return Relaxation(init_logits, weights, penalty, normalized)
+    return Relaxation(init_logits, weights, penalty, normalized, arch_weight_decay=float(arch_weight_decay))
 
 
 def _segment_softmax(beta, targets):
@@ -271,11 +334,18 @@ def _segment_softmax(beta, targets):
     return out
 
 
-def pcdarts(k: int = 4, *, space=None, total_steps: int = 1) -> Relaxation:
-    """PC-DARTS: softmax op weights times normalised edge weights; partial channels ``k``."""
+def pcdarts(k: int = 4, warmup_epochs: Optional[float] = None, *, space=None, total_steps: int = 1) -> Relaxation:
+    """PC-DARTS: softmax op weights times normalised edge weights; partial channels ``k``.
+
+    ``warmup_epochs``: epochs of weight training before the architecture is first updated
+    (PC-DARTS's ``train_search.py``: 15 of 50); ``None`` (default) scales that to
+    ``round(0.3 * search.epochs)``; 0 updates it from the first step.
+    """
     del total_steps
     if not (isinstance(k, int) and k >= 1):
         raise JaxnasError(f'pcdarts k must be an integer >= 1, got {k!r}')
+    if warmup_epochs is not None and (isinstance(warmup_epochs, bool) or not warmup_epochs >= 0):
+        raise JaxnasError(f'pcdarts warmup_epochs must be >= 0 (or None: 30% of the search), got {warmup_epochs!r}')
     if space is None:
         raise JaxnasError('pcdarts normalises edges per target node: pass space=<a SearchSpace>')
     targets = space.edge_targets
@@ -298,15 +368,25 @@ def pcdarts(k: int = 4, *, space=None, total_steps: int = 1) -> Relaxation:
         del key, step
         return normalized(logits)
 
-    return Relaxation(init, weights, _no_penalty, normalized, mode='partial_channel', partial_channels=k)
+    return Relaxation(init, weights, _no_penalty, normalized, mode='partial_channel', partial_channels=k,
+                      warmup_epochs=warmup_epochs)
 
 
-def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, *, space=None,
+def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, zero_one: str = 'l2', *, space=None,
               total_steps: int = 1) -> Relaxation:
-    """FairDARTS: independent sigmoids, zero-one loss, threshold derivation."""
+    """FairDARTS: independent sigmoids, zero-one loss, threshold derivation.
+
+    ``zero_one``: ``'l2'`` (``-mean((sigmoid - 0.5)^2)``, FairDARTS's default
+    ``ConvSeparateLoss``) or ``'l1'`` (``-mean(|sigmoid - 0.5|)``, ``TriSeparateLoss``);
+    ``zero_one_weight`` is its ``aux_loss_weight``. Entropy: the mean binary entropy of
+    the sigmoids (:func:`binary_entropy`).
+    """
     del total_steps
     if not 0 < threshold < 1:
         raise JaxnasError(f'fairdarts threshold must be in (0, 1), got {threshold}')
+    if zero_one not in ('l2', 'l1'):
+        raise JaxnasError(f"fairdarts zero_one must be 'l2' or 'l1', got {zero_one!r}")
+    distance = jnp.square if zero_one == 'l2' else jnp.abs
     mask = _op_mask(space)
 
     def normalized(logits):
@@ -319,13 +399,15 @@ def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, *, space=N
     def penalty(logits):
         if mask is None:
             sig = jnp.concatenate([jax.nn.sigmoid(a).ravel() for a in _cells(logits).values()])
-            return -zero_one_weight * jnp.mean(jnp.square(sig - 0.5))
-        terms = [(jnp.square(jax.nn.sigmoid(a) - 0.5), mask.get(k, jnp.ones(a.shape, bool)))
+            return -zero_one_weight * jnp.mean(distance(sig - 0.5))
+        terms = [(distance(jax.nn.sigmoid(a) - 0.5), mask.get(k, jnp.ones(a.shape, bool)))
                  for k, a in _cells(logits).items()]
         total = sum(jnp.sum(t * m) for t, m in terms)
         return -zero_one_weight * total / sum(int(np.asarray(m).sum()) for _, m in terms)
 
-    return Relaxation(init_logits, weights, penalty, normalized, threshold=threshold)
+    np_mask = None if mask is None else {k: np.asarray(v) for k, v in mask.items()}
+    return Relaxation(init_logits, weights, penalty, normalized, threshold=threshold,
+                      entropy=lambda w: binary_entropy(w, np_mask))
 
 
 def random_path(*, space=None, total_steps: int = 1) -> Relaxation:
@@ -373,8 +455,23 @@ def make_relaxation(name: str, *, space=None, total_steps: int = 1, **kwargs) ->
         raise JaxnasError(f'bad arguments for relaxation {name!r}: {e}') from None
 
 
-def entropy(weights: dict) -> float:
-    """Mean entropy (nats) of the per-edge weights, each row renormalised to sum to one."""
+def entropy(weights: dict, relaxation: Optional[Relaxation] = None) -> float:
+    """The logged entropy (nats) of normalized weights: the ``relaxation``'s own
+    (``Relaxation.entropy``, e.g. FairDARTS's binary entropy), else the mean entropy of
+    the per-edge weights, each row renormalised to sum to one."""
+    if relaxation is not None and relaxation.entropy is not None:
+        return float(relaxation.entropy(weights))
     rows = np.concatenate([np.asarray(w, np.float64).reshape(-1, np.shape(w)[-1]) for w in weights.values()])
     p = rows / np.maximum(rows.sum(-1, keepdims=True), 1e-12)
     return float(np.mean(-(p * np.log(np.maximum(p, 1e-12))).sum(-1)))
+
+
+def binary_entropy(weights: dict, mask: Optional[dict] = None) -> float:
+    """Mean binary entropy (nats) ``-(p log p + (1 - p) log(1 - p))`` of independent
+    probabilities ``p`` (FairDARTS's sigmoids), over the allowed entries of ``mask``."""
+    values = []
+    for k, w in weights.items():
+        p = np.clip(np.asarray(w, np.float64), 1e-12, 1 - 1e-12)
+        h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
+        values.append(h[np.asarray(mask[k], bool)] if mask is not None and k in mask else h.ravel())
+    return float(np.mean(np.concatenate(values)))

@@ -107,7 +107,9 @@ def test_drnas_kl_penalty_is_zero_at_the_prior_and_positive_elsewhere():
     assert float(r.penalty(at_prior)) == pytest.approx(0.0, abs=1e-5)
     assert float(r.penalty({'normal': jnp.ones((3, 4))})) > 0
     l2 = relax.make_relaxation('drnas', reg='l2', reg_scale=0.5)
-    assert float(l2.penalty(at_prior)) == pytest.approx(0.5 * 12)
+    # DrNAS's code: weight decay of the logits toward 0 (concentration 1), reg_scale / 2 * ||a||^2
+    assert float(l2.penalty(at_prior)) == 0.0
+    assert float(l2.penalty({'normal': jnp.ones((3, 4))})) == pytest.approx(0.5 * 0.5 * 12)
 
 
 def test_fairdarts_zero_one_loss_pushes_weights_to_zero_or_one():

@@ -113,9 +113,11 @@ def test_evolution_is_aging_and_tournament_picks_the_fittest():
     for i, m in enumerate(members):   # warm-up: asks are random; tell fills the ring buffer
         state = s.tell(state, jnp.asarray(m[None]), jnp.asarray([[0.1, 0.9, np.nan, 0.2][i]], jnp.float32))
     assert float(state.fitness[2]) == -np.inf       # NaN fitness counts as the worst
-    for r in range(10):                             # sample_size == population: parent is always [1, 1, 1]
-        child = np.asarray(s.ask(state, jax.random.PRNGKey(r)))[0]
-        assert (child != [1, 1, 1]).sum() == 1
+    # tournaments of 4 drawn with replacement (Real et al.): the fittest [1, 1, 1] is the parent
+    # unless it is never drawn (probability (3/4)^4); every child is one mutation from a member
+    children = [np.asarray(s.ask(state, jax.random.PRNGKey(r)))[0] for r in range(20)]
+    assert all(min((c != m).sum() for m in members) == 1 for c in children)
+    assert sum((c != [1, 1, 1]).sum() == 1 for c in children) > 10
     state = s.tell(state, jnp.asarray([[2, 1, 1]], jnp.int32), jnp.asarray([0.0], jnp.float32))
     np.testing.assert_array_equal(np.asarray(state.population[0]), [2, 1, 1])   # the oldest died
     assert int(state.count) == 5

@@ -106,8 +106,10 @@ def test_derive_argmax_includes_none():
     target = nb201.from_index(11)
     w[np.arange(6), [nb201.PRIMITIVES.index(op) for op in target]] = 1.0
     assert nb201.derive({'cell': w}) == target
-    # ties go to the lowest index; `none` is a candidate like any other op
-    assert nb201.derive({'cell': np.zeros((6, 5))}) == nb201.make_genotype(['none'] * 6)
+    # ties go to the lowest index; `none` is a candidate like any other op, but a cell is never
+    # left disconnected: here the direct edge 0 -> 3 takes its best other op
+    assert nb201.derive({'cell': np.zeros((6, 5))}) == nb201.make_genotype(['none'] * 3 + ['skip_connect']
+                                                                           + ['none'] * 2)
     # a search over a subset of the primitives
     sub = ('skip_connect', 'nor_conv_3x3')
     assert nb201.derive({'cell': np.tile([0.2, 0.8], (6, 1))}, sub).count(('nor_conv_3x3',)) == 6
@@ -130,4 +132,5 @@ def test_derive_with_fairdarts_threshold():
     w[:, 0] = 0.95         # the `none` weight itself never wins under the threshold rule
     g = nb201.derive({'cell': w}, threshold=0.85)
     assert g.ops[2] == 'none' and all(op == 'nor_conv_3x3' for i, op in enumerate(g.ops) if i != 2)
-    assert nb201.derive({'cell': w}).ops == ('none',) * 6
+    # argmax: `none` everywhere, then connected through the direct edge 0 -> 3
+    assert nb201.derive({'cell': w}).ops == ('none',) * 3 + ('nor_conv_3x3',) + ('none',) * 2

@@ -13,8 +13,14 @@ and summed over ops and sources. Every space's search network builds its edges f
   ``vmap``, where a switch runs every branch), scaled by ``mix[n, s, argmax]``: with a
   straight-through one-hot mix the gradient still reaches every logit of the edge. Same
   variables as ``dense``; only the chosen op's BatchNorm statistics move (a slot of a
-  parameter-free op shared by all targets moves once per step, as in dense). An edge
-  that picks ``none`` outputs zero and passes no gradient.
+  parameter-free op shared by all targets moves once per step, as in dense). With
+  ``straight_through_rest`` each edge also adds the weights of its non-selected ops as
+  scalars of value exactly 0 and gradient 1 (``w - stop_gradient(w)``), as AutoDL's
+  NAS-Bench-201 GDAS cell (``sum(w[j] * op_j(x) if j == argmax else w[j])``): an edge
+  that picks ``none`` then still sends every logit a gradient (the sum of the node's
+  output gradient). Without it (GDAS's paper and AutoDL's DARTS-space cell) an edge
+  that picks ``none`` outputs zero and passes no gradient. The forward values are the
+  same either way.
 - ``partial_channel`` (PC-DARTS, Xu et al., ICLR 2020): the first ``C / K`` channels go
   through the dense mixed op (its ops built with ``C / K`` channels, so variables of
   their own), the other channels bypass it (2x2 max-pooled on strided edges), scaled by
@@ -53,6 +59,9 @@ class MixedEdges(nn.Module):
     edge indices (for a few edges, as NB201's 3 per source: the branches then slice their
     variables statically; with traced indices NB201's single-path program was ~1.7x
     larger and compiled ~1.7x slower than its old per-target switches).
+
+    ``straight_through_rest`` (single path): add the non-selected ops' weights as scalars
+    (value 0, gradient 1), as AutoDL's NAS-Bench-201 GDAS; see the module docstring.
     """
     C: int
     N: int
@@ -64,6 +73,7 @@ class MixedEdges(nn.Module):
     partial_channels: int = 1
     C_out: Optional[int] = None
     scan_edges: bool = True
+    straight_through_rest: bool = False
 
     @nn.compact
     def __call__(self, x, mix, train: bool):
@@ -148,6 +158,9 @@ class MixedEdges(nn.Module):
                 on_edge = [functools.partial(_at_edge, b, n, s) for b in branches]
                 y, stats = lax.switch(choice[n, s], on_edge, x[0, s] if shared else x[n, s], stats)
                 acc = acc.at[n].add(scale[n, s] * y)
+        if self.straight_through_rest:   # value exactly 0, gradient 1 per non-selected weight
+            rest = jnp.where(jnp.arange(mix.shape[-1]) == choice[..., None], 0.0, mix - lax.stop_gradient(mix))
+            acc = acc + rest.sum(axis=(1, 2)).astype(acc.dtype).reshape((N,) + (1,) * len(out_shape))
         if train:
             for key, value in stats.items():
                 self.put_variable('batch_stats', key, value)

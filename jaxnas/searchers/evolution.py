@@ -3,8 +3,9 @@ Classifier Architecture Search", AAAI 2019).
 
 The population is a ring buffer of the ``population_size`` most recent candidates. Until
 it is full, ``ask`` returns uniform random candidates. Then each child comes from a
-tournament: ``sample_size`` distinct members drawn at random, the fittest one is the
-parent, and the child is the parent with exactly one choice changed to a different
+tournament: ``sample_size`` members drawn uniformly at random with replacement (as the
+paper: "sample S random individuals from the population, with replacement"; AutoDL's
+``R_EA`` likewise), the fittest one is the parent, and the child is the parent with exactly one choice changed to a different
 value (choices with a single value are never picked). ``tell`` writes the children over
 the oldest members, so every candidate dies of age, however fit.
 
@@ -63,9 +64,8 @@ def regularized_evolution(space, *, batch_size: int = 1, population_size: int = 
     def child(state, key, row):
         k_random, k_tournament, k_mutate = jax.random.split(key, 3)
         filled = state.born >= 0
-        # tournament: S distinct filled members (Gumbel top-k), the fittest is the parent
-        scores = jax.random.gumbel(k_tournament, (P,)) + jnp.where(filled, 0.0, -jnp.inf)
-        _, members = jax.lax.top_k(scores, S)
+        # tournament: S filled members drawn uniformly with replacement, the fittest is the parent
+        members = jax.random.categorical(k_tournament, jnp.where(filled, 0.0, -jnp.inf), shape=(S,))
         member_fitness = jnp.where(filled[members], state.fitness[members], -jnp.inf)
         # ties (and all -inf) go to the first drawn, which is itself a uniform draw
         parent = state.population[members[jnp.argmax(member_fitness)]]

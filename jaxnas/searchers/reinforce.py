@@ -3,7 +3,8 @@ learning NAS of Zoph & Le (ICLR 2017) in the form of the NAS-Bench-201 baseline 
 Yang, ICLR 2020), where the controller is a table of independent logits, one categorical
 distribution per choice, instead of an RNN.
 
-``ask`` samples every choice from ``softmax(logits[k, :sizes[k]])``. ``tell`` updates a
+The logits start at ``1e-3 * N(0, 1)`` (AutoDL's NAS-Bench-201 REINFORCE policy), drawn
+from ``init``'s key. ``ask`` samples every choice from ``softmax(logits[k, :sizes[k]])``. ``tell`` updates a
 bias-corrected exponential moving average of the reward (the baseline; the candidates'
 mean reward enters it before it is used, as in the NAS-Bench-201 code) and takes one Adam
 step on ``-mean_b (R_b - baseline) * log pi(candidate_b)``. NaN fitness (a failed
@@ -45,8 +46,7 @@ def reinforce(space, *, batch_size: int = 1, learning_rate: float = 0.05,
         return jax.nn.log_softmax(jnp.where(valid, logits, _MASKED), axis=-1)
 
     def init(key):
-        del key
-        logits = jnp.zeros((D, K), jnp.float32)
+        logits = 1e-3 * jax.random.normal(key, (D, K), jnp.float32)
         zero = jnp.zeros((), jnp.float32)
         return ReinforceState(logits, tx.init(logits), zero, zero, jnp.zeros((), jnp.int32))
 

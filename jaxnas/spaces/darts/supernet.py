@@ -17,6 +17,10 @@ compiles 2 mixed-op bodies per cell instead of 14 x 7 op instances.
 
 The mixed edges and their execution modes are :class:`jaxnas.ops.modes.MixedEdges`
 (shared by every space), over the op registry's families (:mod:`jaxnas.ops.families`).
+In ``single_path`` mode (GDAS) an edge's output is its selected op's times that op's
+weight only, as GDAS's paper and AutoDL's DARTS-space cell (``MixedOp.forward_gdas``); the
+non-selected weights are not added as scalars (``straight_through_rest`` stays off; the
+NAS-Bench-201 network turns it on, as AutoDL's NB201 GDAS cell does).
 """
 from __future__ import annotations
 

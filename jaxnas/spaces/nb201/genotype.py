@@ -216,17 +216,55 @@ def derive(weights: dict, primitives: Sequence[str] = PRIMITIVES, threshold: flo
     With ``threshold`` (FairDARTS, Chu et al. 2020: independent sigmoid weights), an edge
     takes its best non-`none` op only if that op's weight reaches the threshold, and
     `none` otherwise.
+
+    The derived cell is never disconnected: if no path of non-`none` edges leads from the
+    cell input (node 0) to the output (node 3), e.g. when `none` wins every edge, the
+    `none` edges of the path from node 0 to node 3 whose best non-`none` weights have the
+    largest product (edges already on take no part; ties: the shortest path) take their
+    best non-`none` op (:func:`connect`).
     """
     w = np.asarray(weights['cell'] if isinstance(weights, dict) else weights)
     if w.shape != (NUM_EDGES, len(primitives)):
         raise GenotypeError(f'cell weights have shape {w.shape}, expected {(NUM_EDGES, len(primitives))}')
-    if threshold is None or 'none' not in primitives:
+    if 'none' not in primitives:
         return make_genotype([primitives[int(i)] for i in np.argmax(w, axis=1)])
     none = list(primitives).index('none')
     masked = w.astype(np.float64).copy()
     masked[:, none] = -np.inf
     best = np.argmax(masked, axis=1)
-    return make_genotype([primitives[int(b)] if masked[e, b] >= threshold else 'none' for e, b in enumerate(best)])
+    if threshold is None:
+        ops = [primitives[int(i)] for i in np.argmax(w, axis=1)]
+    else:
+        ops = [primitives[int(b)] if masked[e, b] >= threshold else 'none' for e, b in enumerate(best)]
+    return make_genotype(connect(ops, [primitives[int(b)] for b in best], masked[np.arange(NUM_EDGES), best]))
+
+
+# Paths from node 0 to node 3, shortest first: each a tuple of edge rows.
+PATHS = tuple(tuple(edge_index(t, s) for s, t in zip(p[:-1], p[1:]))
+              for p in ((0, 3), (0, 1, 3), (0, 2, 3), (0, 1, 2, 3)))
+
+
+def is_connected(ops: Sequence[str]) -> bool:
+    """Whether a path of non-`none` edges leads from the cell input to its output."""
+    return any(all(ops[e] != 'none' for e in path) for path in PATHS)
+
+
+def connect(ops: Sequence[str], fallback: Sequence[str], scores) -> list:
+    """``ops`` if connected, else ``ops`` with the `none` edges of one path from node 0 to
+    node 3 set to ``fallback`` (each edge's best non-`none` op): the path whose `none`
+    edges have the largest product of ``scores`` (their best non-`none` weights)."""
+    ops = list(ops)
+    if is_connected(ops):
+        return ops
+    logs = np.log(np.maximum(np.asarray(scores, np.float64), 1e-300))
+
+    def cost(path):
+        return sum(logs[e] for e in path if ops[e] == 'none')
+    path = max(PATHS, key=cost)   # first of the best: the shortest
+    for e in path:
+        if ops[e] == 'none':
+            ops[e] = fallback[e]
+    return ops
 
 
 def resolve(spec) -> Genotype:

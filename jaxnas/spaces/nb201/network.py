@@ -28,7 +28,10 @@ are one edge group (``N`` targets x 1 shared source). Modes:
 - ``dense``: every op of every edge, weighted by ``mix['cell'][edge]`` and summed.
 - ``single_path`` (GDAS): per edge only ``argmax(mix[e])`` runs (``lax.switch`` in a
   ``scan`` over the edges), scaled by ``mix[e, idx]`` so a straight-through one-hot mix
-  sends gradients to every logit; only the selected op's BatchNorm statistics move.
+  sends gradients to every logit; the non-selected ops' weights are added as scalars
+  (value 0, gradient 1; ``MixedEdges.straight_through_rest``), as AutoDL's NB201 GDAS
+  cell, so an edge that samples ``none`` still gets an architecture gradient; only the
+  selected op's BatchNorm statistics move.
 - ``partial_channel`` (PC-DARTS): the first ``C / K`` channels of each edge go through
   the mixed op, the rest bypass it scaled by the edge's total weight ``mix[e].sum()``
   (PC-DARTS's code; the same rule as the DARTS space -- before the shared module the
@@ -85,7 +88,8 @@ class SearchCell(nn.Module):
             targets = list(range(s + 1, nb201.NUM_NODES))
             rows = np.array([nb201.edge_index(t, s) for t in targets])
             y = MixedEdges(self.C, len(targets), 1, 1, tuple(self.primitives), space='nb201', mode=self.mode,
-                           partial_channels=self.partial_channels, scan_edges=False, name=f'edges_from_{s}')(
+                           partial_channels=self.partial_channels, scan_edges=False, straight_through_rest=True,
+                           name=f'edges_from_{s}')(
                 nodes[s][None, None], mix[rows][:, None], self.train)
             for k, t in enumerate(targets):
                 acc[t] = y[k] if t not in acc else acc[t] + y[k]
