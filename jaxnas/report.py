@@ -149,7 +149,7 @@ def write_report(workdir: str, genotype, summaries: dict, meta: Optional[dict] =
     meta = {**(meta or {}), 'drawings': [os.path.basename(p) for p in drawn]}
     models = {label: summarize(s) for label, s in summaries.items()}
     report = {'genotype': str(genotype), 'models': models, 'meta': meta}
-    text = json.dumps(report, indent=2) + '\n'   # fails here, before any file is written, if not JSON
+    text = json.dumps(report, indent=2) + '\n'   # fails here, before report.md/.json are written, if not JSON
     comparison_chart(models, os.path.join(workdir, 'comparison.png'))
     runs.write_text(os.path.join(workdir, 'report.md'), markdown(models, genotype=str(genotype), meta=meta))
     runs.write_text(os.path.join(workdir, 'report.json'), text)  # last: marks the report complete
