@@ -46,9 +46,35 @@ class SearchState(NamedTuple):
 
 
 def make_arch_optimizer(*, lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999,
-                        weight_decay: float = 1e-3) -> optax.GradientTransformation:
-    """PyTorch Adam with coupled weight decay (L2 added to the gradient before Adam)."""
-    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=b1, b2=b2))
+                        weight_decay: float = 1e-3, warmup_steps: int = 0) -> optax.GradientTransformation:
+    """PyTorch Adam with coupled weight decay (L2 added to the gradient before Adam).
+
+    ``warmup_steps > 0``: the first ``warmup_steps`` updates are zero and leave Adam's
+    state untouched, as if the architecture step were not taken (PC-DARTS's warm-up);
+    the state then also counts the updates (:class:`WarmupState`).
+    """
+    tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=b1, b2=b2))
+    return tx if warmup_steps <= 0 else delay_updates(tx, warmup_steps)
+
+
+class WarmupState(NamedTuple):
+    count: jax.Array   # updates asked so far
+    inner: Any
+
+
+def delay_updates(inner: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+    """``inner`` from its ``steps``-th update on; before that, zero updates and ``inner``'s
+    state kept as it was."""
+    def init(params):
+        return WarmupState(jnp.zeros((), jnp.int32), inner.init(params))
+
+    def update(updates, state, params=None):
+        new_updates, new_inner = inner.update(updates, state.inner, params)
+        on = state.count >= steps
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(on, a, b), new, old)
+        return (keep(new_updates, jax.tree.map(jnp.zeros_like, new_updates)),
+                WarmupState(state.count + 1, keep(new_inner, state.inner)))
+    return optax.GradientTransformation(init, update)
 
 
 def make_loss(net, relaxation: Relaxation) -> Callable:
@@ -104,7 +130,8 @@ def hypergradient(order: str, loss: Callable, state: SearchState, arch, train_ba
 
 def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, order: str = 'first',
               momentum: float = 0.9, weight_decay: float = 3e-4, penalty_weight: float = 1.0,
-              augment: Optional[Callable] = None, fuse_phases: bool = True) -> Callable:
+              augment: Optional[Callable] = None, fuse_phases: bool = True,
+              single_level: bool = False) -> Callable:
     """The bilevel step, un-jitted (jit it once, donating ``state``).
 
     With ``order='first'`` and ``fuse_phases`` the two phases run as a ``lax.scan`` of
@@ -113,9 +140,17 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
     (``lax.cond``). XLA then compiles the supernet's forward and backward pass once
     instead of twice, which halves compile time, for the cost of the unused weight
     gradient in the architecture phase. The result is the same update sequence.
+
+    ``single_level`` (SNAS, Xie et al., ICLR 2019): one gradient of the training loss on the
+    training batch with respect to both weights and architecture, both updated from it
+    (the architecture with its penalty); the validation batch only gives the reported
+    ``val_loss`` / ``val_acc`` (a forward pass that does not change the state).
     """
     if order not in ORDERS:
         raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
+    if single_level and order != 'first':
+        raise JaxnasError(f'a single-level search has no hypergradient: search.order={order!r} needs a bilevel '
+                          "relaxation (e.g. relaxation.kwargs.single_level=False); use search.order='first'")
     loss = make_loss(net, relaxation)
 
     def arch_update(arch, a_opt, g_a):
@@ -187,6 +222,25 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
 
+    def single_level_step(state: SearchState, train_batch, val_batch):
+        k_train, k_val, train_batch, val_batch = keys_and_batches(state, train_batch, val_batch)
+        (train_loss, (batch_stats, train_logits)), (g_w, g_a) = jax.value_and_grad(
+            loss, argnums=(0, 2), has_aux=True)(state.params, state.batch_stats, state.arch, train_batch, k_train,
+                                                state.step)
+        arch, a_opt, penalty, a_norm = arch_update(state.arch, state.a_opt, g_a)
+        w_updates, w_opt = w_tx.update(g_w, state.w_opt, state.params)
+        params = optax.apply_updates(state.params, w_updates)
+        val_loss, (_, val_logits) = loss(state.params, state.batch_stats, state.arch, val_batch, k_val, state.step)
+        metrics = {
+            'train_loss': train_loss, 'train_acc': train.accuracy(train_logits, train_batch[1]),
+            'val_loss': val_loss, 'val_acc': train.accuracy(val_logits, val_batch[1]),
+            'penalty': penalty, 'lr': schedule(state.step), 'w_grad_norm': optax.tree.norm(g_w),
+            'a_grad_norm': a_norm,
+        }
+        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
+
+    if single_level:
+        return single_level_step
     return fused_step if (order == 'first' and fuse_phases) else step
 
 
@@ -200,20 +254,60 @@ def make_eval(net, weights: Callable) -> Callable:
     return evaluate
 
 
-def make_hessian_eigenvalue(net, relaxation: Relaxation, iters: int = 20) -> Callable:
-    """``eig(params, batch_stats, arch, x, y, key) -> lambda``: the dominant eigenvalue of
-    the Hessian of the validation loss with respect to the architecture parameters
-    (Zela et al., ICLR 2020, use it to detect DARTS collapse).
+def top_eigenvalue(hvp: Callable, v0, iters: int, which: str = 'max'):
+    """An eigenvalue of the symmetric operator ``hvp`` (pytree -> pytree) by power iteration
+    from ``v0``, with its sign (the Rayleigh quotient ``v . Hv`` of the last unit iterate).
+
+    ``which='magnitude'``: the dominant eigenvalue (largest ``|lambda|``), ``iters``
+    iterations. ``which='max'``: the largest eigenvalue ``lambda_max``, as Zela et al.'s
+    ``max(eigvals(H))``: if the dominant one after ``iters`` iterations is negative,
+    ``iters`` more iterations from ``v0`` on the shifted ``H - lambda_dom I`` (whose
+    dominant eigenvalue is ``lambda_max - lambda_dom >= 0``) give ``lambda_max``. One
+    ``hvp`` call site (one compiled body).
+    """
+    if which not in ('max', 'magnitude'):
+        raise JaxnasError(f"unknown eigenvalue {which!r}; choose 'max' or 'magnitude'")
+    dot = lambda a, b: sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    v0 = jax.tree.map(lambda a: a / optax.tree.norm(v0), v0)
+
+    def body(carry):
+        i, v, _, shift, total = carry
+        hv = hvp(v)
+        lam = dot(v, hv)
+        w = jax.tree.map(lambda h, a: h - shift * a, hv, v)
+        norm = optax.tree.norm(w)
+        v_next = jax.tree.map(lambda a: a / jnp.maximum(norm, 1e-12), w)
+        switch = (i == iters - 1) & (lam < 0) & (which == 'max')
+        v_next = jax.tree.map(lambda a, b: jnp.where(switch, a, b), v0, v_next)
+        return (i + 1, v_next, lam, jnp.where(switch, lam, shift), jnp.where(switch, 2 * iters, total))
+
+    zero = jnp.zeros((), jnp.float32)
+    carry = (jnp.zeros((), jnp.int32), v0, zero, zero, jnp.asarray(iters, jnp.int32))
+    return jax.lax.while_loop(lambda c: c[0] < c[4], body, carry)[2]
+
+
+def make_hessian_eigenvalue(net, relaxation: Relaxation, iters: int = 20, which: str = 'max') -> Callable:
+    """``eig(params, batch_stats, arch, x, y, key) -> lambda``: an eigenvalue of the Hessian of
+    the validation loss with respect to the architecture parameters (Zela et al., ICLR
+    2020, use its largest eigenvalue to detect DARTS collapse).
 
     Power iteration on exact Hessian-vector products (forward-over-reverse autodiff),
     with the relaxation's deterministic ``normalized`` weights and batch statistics
-    (training-mode BatchNorm, as in the search's architecture step); returns the
-    Rayleigh quotient of the last iterate.
+    (training-mode BatchNorm, as in the search's architecture step); see
+    :func:`top_eigenvalue` for ``which`` (default ``'max'``, Zela et al.'s
+    ``max(eigvals(H))``, signed). ``x``, ``y``: one batch ``(B, ...)``, ``(B,)``, or
+    stacked batches ``(n, B, ...)``, ``(n, B)`` whose mean loss is used (each batch with
+    its own BatchNorm statistics, as n architecture steps would see them).
     """
-    def val_loss(arch, params, batch_stats, x, y):
+    def batch_loss(arch, params, batch_stats, x, y):
         logits, _ = net.apply({'params': params, 'batch_stats': batch_stats}, x, relaxation.normalized(arch),
                               train=True, mutable=['batch_stats'])
         return train.cross_entropy(logits, y)
+
+    def val_loss(arch, params, batch_stats, x, y):
+        if y.ndim == 1:
+            return batch_loss(arch, params, batch_stats, x, y)
+        return jnp.mean(jax.lax.map(lambda b: batch_loss(arch, params, batch_stats, *b), (x, y)))
 
     def eig(params, batch_stats, arch, x, y, key):
         grad = lambda a: jax.grad(val_loss)(a, params, batch_stats, x, y)
@@ -221,15 +315,5 @@ def make_hessian_eigenvalue(net, relaxation: Relaxation, iters: int = 20) -> Cal
         leaves, treedef = jax.tree.flatten(arch)
         keys = jax.random.split(key, len(leaves))
         v = jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
-        v = jax.tree.map(lambda a: a / optax.tree.norm(v), v)
-
-        def body(_, carry):
-            v, _ = carry
-            hv = hvp(v)
-            lam = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(hv)))
-            norm = optax.tree.norm(hv)
-            return jax.tree.map(lambda a: a / jnp.maximum(norm, 1e-12), hv), lam
-
-        _, lam = jax.lax.fori_loop(0, iters, body, (v, jnp.zeros((), jnp.float32)))
-        return lam
+        return top_eigenvalue(hvp, v, iters, which)
     return eig

@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.search.mode = ''                     # '' (the relaxation's own) | dense | single_path | partial_channel
     c.search.hessian_every = 1             # epochs between dominant-eigenvalue estimates (0: off)
     c.search.hessian_iters = 20            # power iterations (Hessian-vector products)
+    c.search.hessian_batches = 1           # arch-val batches of the Hessian's loss (Zela et al.: 1)
 
     # `jaxnas compare`: relaxations x seeds with one budget (jaxnas.compare).
     c.compare = ml_collections.ConfigDict()
@@ -529,9 +530,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"choose one of {', '.join(relax.MODES)} (or '' for the relaxation's own)")
     check(config.search.hessian_every >= 0, 'search.hessian_every', 'must be >= 0 (0 turns it off)')
     check(config.search.hessian_iters >= 1, 'search.hessian_iters', 'must be >= 1')
+    check(config.search.hessian_batches >= 1, 'search.hessian_batches', 'must be >= 1')
     check(config.model.cells_per_stage >= 1, 'model.cells_per_stage', 'must be >= 1')
     check(config.data.name in data.DATASETS, 'data.name', f"choose one of {', '.join(data.DATASETS)}")
-    check(0 < config.data.train_portion < 1, 'data.train_portion', 'must be in (0, 1)')
+    check(0 < config.data.train_portion < 1 or (config.data.train_portion == 1 and _single_level(config)),
+          'data.train_portion', 'must be in (0, 1) (1 only for a single-level search, e.g. snas)')
     check(config.data.limit >= 0, 'data.limit', 'must be >= 0 (0 reads everything)')
     check(config.data.batch_size >= 2, 'data.batch_size', 'must be >= 2 (BatchNorm needs a batch)')
     check(config.data.eval_batch_size >= 1, 'data.eval_batch_size', 'must be >= 1')
@@ -564,6 +567,16 @@ def relaxation_to_check(config, space):
     from jaxnas import relax
     return relax.make_relaxation(config.relaxation.name, space=dataclasses.replace(space, op_mask=None),
                                  **config.relaxation.kwargs.to_dict())
+
+
+def _single_level(config) -> bool:
+    """Whether the config's relaxation is single-level (False for arguments it rejects)."""
+    from jaxnas import relax, spaces
+    try:
+        return relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
+                                     **config.relaxation.kwargs.to_dict()).single_level
+    except (JaxnasError, KeyError):
+        return False
 
 
 def partial_channel_k(config, space) -> int:

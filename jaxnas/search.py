@@ -46,6 +46,8 @@ class Searcher:
         d, m, o = config.data, config.model, config.optim
         self.data = dataset or data_lib.load_dataset(
             d.name, data_dir=d.data_dir, train_portion=d.train_portion, seed=config.seed, limit=d.limit or None)
+        if not len(self.data.val_x):   # train_portion=1 (single-level only): the test split monitors
+            self.data = self.data._replace(val_x=self.data.test_x, val_y=self.data.test_y)
         if len(self.data.train_x) < d.batch_size or len(self.data.val_x) < d.batch_size:
             raise config_lib.ConfigError(
                 f'bad config value data.batch_size={d.batch_size}: larger than the weight-train '
@@ -71,7 +73,9 @@ class Searcher:
         self.schedule = train.make_cosine_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
         self.w_tx = train.make_sgd(self.schedule, momentum=o.w_momentum, weight_decay=o.w_weight_decay,
                                    grad_clip=o.grad_clip)
-        self.a_tx = bilevel.make_arch_optimizer(lr=o.a_lr, b1=o.a_b1, b2=o.a_b2, weight_decay=o.a_weight_decay)
+        self.a_tx = bilevel.make_arch_optimizer(
+            lr=o.a_lr, b1=o.a_b1, b2=o.a_b2, weight_decay=relax.arch_weight_decay(r, o.a_weight_decay),
+            warmup_steps=relax.warmup_steps(r, config.search.epochs, self.steps_per_epoch))
         augment = None
         if self.data.augment:
             flip = self.data.flip
@@ -79,7 +83,8 @@ class Searcher:
         step = bilevel.make_step(self.net, self.relaxation, self.w_tx, self.a_tx, self.schedule,
                                  order=config.search.order, momentum=o.w_momentum,
                                  weight_decay=o.w_weight_decay, penalty_weight=config.relaxation.penalty_weight,
-                                 augment=augment, fuse_phases=config.search.fuse_phases)
+                                 augment=augment, fuse_phases=config.search.fuse_phases,
+                                 single_level=r.single_level)
         self.step = jax.jit(step, donate_argnums=0)
         self.evaluate = jax.jit(bilevel.make_eval(self.net, eval_weights))
         self.hessian_eigenvalue = jax.jit(bilevel.make_hessian_eigenvalue(
@@ -125,19 +130,22 @@ class Searcher:
         return self.space.derive(weights, threshold=self.relaxation.threshold)
 
     def dominant_eigenvalue(self, state, epoch: int) -> float:
-        """Dominant eigenvalue of the validation-loss Hessian w.r.t. the architecture, on
-        one arch-val batch fixed by (seed, epoch)."""
+        """Largest eigenvalue (signed, Zela et al.) of the validation-loss Hessian w.r.t. the
+        architecture, on ``search.hessian_batches`` arch-val batches fixed by (seed, epoch)."""
         bs = self.config.data.batch_size
+        n = max(1, min(self.config.search.hessian_batches, len(self.data.val_x) // bs))
         rng = np.random.default_rng([self.config.seed, epoch, 7])
-        idx = rng.choice(len(self.data.val_x), size=bs, replace=False)
+        idx = rng.choice(len(self.data.val_x), size=n * bs, replace=False)
+        x, y = self.data.val_x[idx], self.data.val_y[idx]
+        if n > 1:
+            x, y = x.reshape((n, bs) + x.shape[1:]), y.reshape(n, bs)
         key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), epoch)
-        return float(self.hessian_eigenvalue(state.params, state.batch_stats, state.arch,
-                                             self.data.val_x[idx], self.data.val_y[idx], key))
+        return float(self.hessian_eigenvalue(state.params, state.batch_stats, state.arch, x, y, key))
 
     def diagnostics(self, state, weights: dict, genotype, epoch: int) -> dict:
         """Collapse indicators: skip / parameter-free op counts, entropy, Hessian eigenvalue."""
         out = {**self.space.diagnostics(weights, genotype, self.relaxation.threshold),
-               'entropy': relax.entropy(weights)}
+               'entropy': relax.entropy(weights, self.relaxation)}
         every = self.config.search.hessian_every
         if every and (epoch % every == 0 or epoch == self.config.search.epochs):
             out['hessian_eigenvalue'] = self.dominant_eigenvalue(state, epoch)
