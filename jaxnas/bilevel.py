@@ -16,7 +16,10 @@ the updated architecture. Orders of the architecture gradient:
 
 Randomness: one key per step, ``fold_in(state.key, state.step)``, split for
 augmentation and the two losses, so a run is reproducible and resumes exactly.
-BatchNorm running statistics are updated by the weight step's forward pass. The weight
+BatchNorm running statistics are updated by the weight step's forward pass. An update whose
+loss, gradient or result is not finite is skipped inside the step (the architecture and the
+weight updates each on their own: :func:`jaxnas.train.keep_if`), and the step counted in
+``state.skips`` (:mod:`jaxnas.train.guard`); with finite values the bits are unchanged. The weight
 optimiser is the DARTS SGD chain of :mod:`jaxnas.train` (``make_sgd``, ``make_cosine_schedule``),
 the loss :func:`jaxnas.train.cross_entropy`.
 """
@@ -43,6 +46,7 @@ class SearchState(NamedTuple):
     w_opt: Any
     a_opt: Any
     key: jax.Array
+    skips: train.SkipCounts = train.NO_SKIPS   # non-finite steps skipped (jaxnas.train.guard)
 
 
 def make_arch_optimizer(*, lr: float = 3e-4, b1: float = 0.5, b2: float = 0.999,
@@ -153,11 +157,26 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
                           "relaxation (e.g. relaxation.kwargs.single_level=False); use search.order='first'")
     loss = make_loss(net, relaxation)
 
-    def arch_update(arch, a_opt, g_a):
+    def arch_update(arch, a_opt, g_a, loss_value):
         penalty, g_pen = jax.value_and_grad(relaxation.penalty)(arch)
         g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
-        a_updates, a_opt = a_tx.update(g_a, a_opt, arch)
-        return optax.apply_updates(arch, a_updates), a_opt, penalty, optax.tree.norm(g_a)
+        a_updates, new_a_opt = a_tx.update(g_a, a_opt, arch)
+        new_arch, norm = optax.apply_updates(arch, a_updates), optax.tree.norm(g_a)
+        ok = train.all_finite(loss_value, penalty, norm, new_arch, new_a_opt)
+        new_arch, new_a_opt = train.keep_if(ok, (new_arch, new_a_opt), (arch, a_opt))
+        return new_arch, new_a_opt, penalty, norm, ok
+
+    def weight_update(params, batch_stats, w_opt, loss_value, new_stats, g_w):
+        w_updates, new_w_opt = w_tx.update(g_w, w_opt, params)
+        new_params, norm = optax.apply_updates(params, w_updates), optax.tree.norm(g_w)
+        ok = train.all_finite(loss_value, norm, new_params, new_stats)
+        return (*train.keep_if(ok, (new_params, new_stats, new_w_opt), (params, batch_stats, w_opt)), norm, ok)
+
+    def skip_metrics(state, ok_arch, ok_weights):
+        skips = train.count_skips(state.skips, ok_arch & ok_weights)
+        return skips, {'nonfinite_arch': 1.0 - ok_arch.astype(jnp.float32),
+                       'nonfinite_weights': 1.0 - ok_weights.astype(jnp.float32),
+                       'consecutive_skips': skips.consecutive}
 
     def keys_and_batches(state, train_batch, val_batch):
         key = jax.random.fold_in(state.key, state.step)
@@ -178,26 +197,29 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
                 params, batch_stats, arch, batch, key, state.step)
 
             def update_arch(_):
-                new_arch, new_a_opt, penalty, norm = arch_update(arch, a_opt, g_a)
-                return (params, batch_stats, new_arch, w_opt, new_a_opt), penalty, norm
+                new_arch, new_a_opt, penalty, norm, ok = arch_update(arch, a_opt, g_a, value)
+                return (params, batch_stats, new_arch, w_opt, new_a_opt), penalty, norm, ok
 
             def update_weights(_):
-                w_updates, new_w_opt = w_tx.update(g_w, w_opt, params)
-                return ((optax.apply_updates(params, w_updates), new_stats, arch, new_w_opt, a_opt),
-                        jnp.zeros((), jnp.float32), optax.tree.norm(g_w))
+                new_params, new_batch_stats, new_w_opt, norm, ok = weight_update(
+                    params, batch_stats, w_opt, value, new_stats, g_w)
+                return ((new_params, new_batch_stats, arch, new_w_opt, a_opt),
+                        jnp.zeros((), jnp.float32), norm, ok)
 
-            carry, penalty, norm = jax.lax.cond(is_weight_phase, update_weights, update_arch, None)
-            return carry, (value, logits, penalty, norm)
+            carry, penalty, norm, ok = jax.lax.cond(is_weight_phase, update_weights, update_arch, None)
+            return carry, (value, logits, penalty, norm, ok)
 
         carry = (state.params, state.batch_stats, state.arch, state.w_opt, state.a_opt)
-        (params, batch_stats, arch, w_opt, a_opt), (values, logits, penalty, norms) = jax.lax.scan(
+        (params, batch_stats, arch, w_opt, a_opt), (values, logits, penalty, norms, oks) = jax.lax.scan(
             phase, carry, (jnp.array([False, True]), batches, jnp.stack([k_val, k_train])))
+        skips, skip_info = skip_metrics(state, oks[0], oks[1])
         metrics = {
             'train_loss': values[1], 'train_acc': train.accuracy(logits[1], train_batch[1]),
             'val_loss': values[0], 'val_acc': train.accuracy(logits[0], val_batch[1]),
             'penalty': penalty[0], 'lr': schedule(state.step), 'w_grad_norm': norms[1], 'a_grad_norm': norms[0],
+            **skip_info,
         }
-        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
+        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key, skips), metrics
 
     def step(state: SearchState, train_batch, val_batch):
         k_train, k_val, train_batch, val_batch = keys_and_batches(state, train_batch, val_batch)
@@ -206,38 +228,40 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         # Architecture step on the validation batch.
         (val_loss, val_logits), g_a = hypergradient(order, loss, state, state.arch, train_batch, val_batch,
                                                     k_train, k_val, lr, momentum, weight_decay)
-        arch, a_opt, penalty, a_norm = arch_update(state.arch, state.a_opt, g_a)
+        arch, a_opt, penalty, a_norm, ok_arch = arch_update(state.arch, state.a_opt, g_a, val_loss)
 
         # Weight step on the training batch, with the updated architecture.
         (train_loss, (batch_stats, train_logits)), g_w = jax.value_and_grad(loss, has_aux=True)(
             state.params, state.batch_stats, arch, train_batch, k_train, state.step)
-        w_updates, w_opt = w_tx.update(g_w, state.w_opt, state.params)
-        params = optax.apply_updates(state.params, w_updates)
+        params, batch_stats, w_opt, w_norm, ok_weights = weight_update(
+            state.params, state.batch_stats, state.w_opt, train_loss, batch_stats, g_w)
+        skips, skip_info = skip_metrics(state, ok_arch, ok_weights)
 
         metrics = {
             'train_loss': train_loss, 'train_acc': train.accuracy(train_logits, train_batch[1]),
             'val_loss': val_loss, 'val_acc': train.accuracy(val_logits, val_batch[1]),
-            'penalty': penalty, 'lr': lr, 'w_grad_norm': optax.tree.norm(g_w),
-            'a_grad_norm': a_norm,
+            'penalty': penalty, 'lr': lr, 'w_grad_norm': w_norm,
+            'a_grad_norm': a_norm, **skip_info,
         }
-        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
+        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key, skips), metrics
 
     def single_level_step(state: SearchState, train_batch, val_batch):
         k_train, k_val, train_batch, val_batch = keys_and_batches(state, train_batch, val_batch)
-        (train_loss, (batch_stats, train_logits)), (g_w, g_a) = jax.value_and_grad(
+        (train_loss, (new_stats, train_logits)), (g_w, g_a) = jax.value_and_grad(
             loss, argnums=(0, 2), has_aux=True)(state.params, state.batch_stats, state.arch, train_batch, k_train,
                                                 state.step)
-        arch, a_opt, penalty, a_norm = arch_update(state.arch, state.a_opt, g_a)
-        w_updates, w_opt = w_tx.update(g_w, state.w_opt, state.params)
-        params = optax.apply_updates(state.params, w_updates)
+        arch, a_opt, penalty, a_norm, ok_arch = arch_update(state.arch, state.a_opt, g_a, train_loss)
+        params, batch_stats, w_opt, w_norm, ok_weights = weight_update(
+            state.params, state.batch_stats, state.w_opt, train_loss, new_stats, g_w)
+        skips, skip_info = skip_metrics(state, ok_arch, ok_weights)
         val_loss, (_, val_logits) = loss(state.params, state.batch_stats, state.arch, val_batch, k_val, state.step)
         metrics = {
             'train_loss': train_loss, 'train_acc': train.accuracy(train_logits, train_batch[1]),
             'val_loss': val_loss, 'val_acc': train.accuracy(val_logits, val_batch[1]),
-            'penalty': penalty, 'lr': schedule(state.step), 'w_grad_norm': optax.tree.norm(g_w),
-            'a_grad_norm': a_norm,
+            'penalty': penalty, 'lr': schedule(state.step), 'w_grad_norm': w_norm,
+            'a_grad_norm': a_norm, **skip_info,
         }
-        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key), metrics
+        return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key, skips), metrics
 
     if single_level:
         return single_level_step

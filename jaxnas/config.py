@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.search.mode = ''                     # '' (the relaxation's own) | dense | single_path | partial_channel
     c.search.hessian_every = 1             # epochs between dominant-eigenvalue estimates (0: off)
     c.search.hessian_iters = 20            # power iterations (Hessian-vector products)
+    c.search.check_memory = True           # refuse a step that XLA says needs more memory than is available
     c.search.hessian_batches = 1           # arch-val batches of the Hessian's loss (Zela et al.: 1)
 
     # `jaxnas compare`: relaxations x seeds with one budget (jaxnas.compare).
@@ -80,6 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.a_b1 = 0.5
     c.optim.a_b2 = 0.999
     c.optim.a_weight_decay = 1e-3
+    c.optim.max_nonfinite_steps = 10       # stop after this many steps in a row skipped as NaN/inf (0: never)
 
     c.discrete = discrete_config()         # `jaxnas discrete`; checked by jaxnas.discrete.validate
 
@@ -111,6 +113,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.retrain.latency_batch_size = 1
     c.retrain.latency_calls = 20
     c.retrain.latency_warmup = 3
+    c.retrain.max_nonfinite_steps = 10     # stop after this many steps in a row skipped as NaN/inf (0: never)
+    c.retrain.check_memory = True          # refuse a step that XLA says needs more memory than is available
 
     # The hand-designed comparison network (jaxnas.baseline), width-matched in parameters.
     c.baseline = ml_collections.ConfigDict()
@@ -171,6 +175,7 @@ def discrete_config() -> ml_collections.ConfigDict:
     d.short_training.epochs = 1            # evalnet only: epochs of config.retrain's schedule
     d.short_training.execution = 'single_path'   # single_path: one candidate per call | dense: vmapped groups
     d.short_training.seeds = 1             # > 1: initialisations per candidate, vmapped, metrics averaged
+    d.short_training.max_nonfinite_steps = 10   # a candidate with this many NaN/inf steps in a row: NaN fitness
     d.weight_sharing = ml_collections.ConfigDict()
     d.weight_sharing.relaxation = 'random_path'   # how the shared supernet is trained
     d.weight_sharing.epochs = 10
@@ -548,6 +553,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(config.optim[field] > 0, f'optim.{field}', 'must be > 0')
     check(0 <= config.optim.w_lr_min <= config.optim.w_lr, 'optim.w_lr_min', 'must be in [0, optim.w_lr]')
     check(config.optim.grad_clip > 0, 'optim.grad_clip', 'must be > 0')
+    check(config.optim.max_nonfinite_steps >= 0, 'optim.max_nonfinite_steps', 'must be >= 0 (0: never stop)')
     for field in ('w_momentum', 'a_b1', 'a_b2'):
         check(0 <= config.optim[field] < 1, f'optim.{field}', 'must be in [0, 1)')
     for field in ('w_weight_decay', 'a_weight_decay'):

@@ -27,7 +27,10 @@ Modes (:data:`FITNESS_MODES`):
   minibatch orders at once under ``vmap`` (the genotype is shared, so the switch index
   is not batched and stays a switch) and reports the mean metrics (``val_acc_std``
   too): the vmap that truly batches same-shaped work. A candidate seen before is not
-  trained again (the fitness is deterministic).
+  trained again (the fitness is deterministic). A step with a non-finite loss or
+  gradient is skipped (:mod:`jaxnas.train.guard`; ``skipped_steps`` in the metrics); a
+  candidate with ``short_training.max_nonfinite_steps`` skips in a row (e.g. a searched
+  learning rate that diverges) gets NaN metrics, which the searchers rank last.
 - ``weight_sharing``: random search with weight sharing (Li & Talwalkar 2019): train
   one supernet (``jaxnas search`` with the ``weight_sharing.relaxation``, by default
   uniformly random single paths) once, cached by its config and reused by later runs
@@ -183,6 +186,10 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
     seeds = _option(st, 'seeds', 1)
     if not isinstance(seeds, int) or seeds < 1:
         raise FitnessError(f'bad config value discrete.short_training.seeds={seeds!r}: must be an integer >= 1')
+    max_skips = _option(st, 'max_nonfinite_steps', 10)
+    if not isinstance(max_skips, int) or max_skips < 0:
+        raise FitnessError(f'bad config value discrete.short_training.max_nonfinite_steps={max_skips!r}: '
+                           'must be an integer >= 0 (0: never fail a candidate)')
     m = config.model
     data = _load_data(config, dataset)
     if len(data.train_x) < st.batch_size:
@@ -218,14 +225,19 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
                 return train.cross_entropy(logits, y), upd['batch_stats']
 
             def step(carry, idx):
-                p, s, o = carry
-                (value, s), g = jax.value_and_grad(loss, has_aux=True)(p, s, train_x[idx], train_y[idx])
-                updates, o = opt.update(g, o, p)
-                return (optax.apply_updates(p, updates), s, o), value
+                p, s, o, skips = carry
+                (value, new_s), g = jax.value_and_grad(loss, has_aux=True)(p, s, train_x[idx], train_y[idx])
+                updates, new_o = opt.update(g, o, p)
+                new_p = optax.apply_updates(p, updates)
+                ok = train.all_finite(value, optax.tree.norm(g), new_p, new_s)   # else skipped
+                p, s, o = train.keep_if(ok, (new_p, new_s, new_o), (p, s, o))
+                return (p, s, o, train.count_skips(skips, ok)), value
 
-            (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt.init(params)), idx_steps)
+            (params, stats, _, skips), losses = jax.lax.scan(
+                step, (params, stats, opt.init(params), train.init_skips()), idx_steps)
             val_loss, val_acc, preds = _scored(net, {'params': params, 'batch_stats': stats}, mix, *val, False)
-            return {'val_loss': val_loss, 'val_acc': val_acc, 'train_loss': jnp.mean(losses[-5:]), 'preds': preds}
+            return {'val_loss': val_loss, 'val_acc': val_acc, 'train_loss': jnp.mean(losses[-5:]), 'preds': preds,
+                    'skipped_steps': skips.skipped, 'consecutive_skips': skips.consecutive}
 
         # Seeds of one candidate share its genotype: the mix (and so every switch index
         # of the single-path network) is not batched, and the switches stay switches.
@@ -257,10 +269,15 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
             mixes, lr, wd = jax.tree.map(lambda a: a[0], (mixes, lr, wd))
         out = jax.device_get(programs[key](mixes, lr, wd))   # (candidates, seeds, ...)
         preds = out.pop('preds')
+        # a seed that ended in max_skips skipped steps in a row diverged: NaN metrics (ranked last)
+        failed = out.pop('consecutive_skips') >= max_skips if max_skips else np.zeros(preds.shape[:2], bool)
+        for k in ('val_loss', 'val_acc'):
+            out[k] = np.where(failed, np.nan, out[k])
         results = []
         for b, c in enumerate(cs):
             r = {k: float(np.mean(v[b])) for k, v in out.items()}
-            r['val_f1'] = float(np.mean([_f1(preds[b, s], val[1], val[2], data.num_classes) for s in range(seeds)]))
+            r['val_f1'] = float(np.mean([_f1(preds[b, s], val[1], val[2], data.num_classes) if not failed[b, s]
+                                         else np.nan for s in range(seeds)]))
             if seeds > 1:
                 r['val_acc_std'] = float(np.std(out['val_acc'][b]))
             r['params'] = candidate_params(c.genotype, config, data, channels, layers)
@@ -288,7 +305,7 @@ def make_short_training(config, space, *, dataset=None, workdir=None) -> Fitness
         return results
 
     evaluate.timings = timings
-    return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'val_loss', 'train_loss', 'params'),
+    return FitnessFunction(evaluate, ('val_acc', 'val_f1', 'val_loss', 'train_loss', 'params', 'skipped_steps'),
                            SHORT_TRAINING_HPARAMS)
 
 
@@ -309,9 +326,13 @@ def _short_training_evalnet(config, data) -> FitnessFunction:
         for c in candidates:
             cfg = copy.deepcopy(config)
             cfg.retrain.epochs = int(st.epochs)
+            cfg.retrain.max_nonfinite_steps = int(_option(st, 'max_nonfinite_steps', 10))
             for name, value in c.hparams.items():
                 cfg.retrain[EVALNET_HPARAMS[name]] = type(cfg.retrain[EVALNET_HPARAMS[name]])(value)
-            score = retrain.score_genotype(c.genotype, cfg, seeds=(config.seed,), split='val', dataset=data)[0]
+            try:
+                score = retrain.score_genotype(c.genotype, cfg, seeds=(config.seed,), split='val', dataset=data)[0]
+            except train.NonfiniteError:   # diverged: a failed evaluation, ranked last
+                score = {'accuracy': math.nan, 'f1': math.nan}
             params = candidate_params(c.genotype, cfg, data, int(cfg.retrain.channels), int(cfg.retrain.layers))
             out.append({'val_acc': score['accuracy'], 'val_f1': score['f1'], 'params': params})
         return out

@@ -88,6 +88,7 @@ def validate(config) -> None:
     check(r.latency_batch_size >= 1, 'retrain.latency_batch_size', 'must be >= 1')
     check(r.latency_calls >= 1, 'retrain.latency_calls', 'must be >= 1')
     check(r.latency_warmup >= 0, 'retrain.latency_warmup', 'must be >= 0')
+    check(r.max_nonfinite_steps >= 0, 'retrain.max_nonfinite_steps', 'must be >= 0 (0: never stop)')
     b = config.baseline
     check(len(b.blocks) == 3 and min(b.blocks) >= 1, 'baseline.blocks', 'must be three positive block counts')
     check(0 < b.tolerance < 1, 'baseline.tolerance', 'must be in (0, 1)')
@@ -201,6 +202,7 @@ class TrainState(NamedTuple):
     batch_stats: Any
     opt_state: Any
     key: jax.Array  # raw uint32 PRNG key, split by fold_in(key, step)
+    skips: train.SkipCounts = train.NO_SKIPS   # non-finite steps skipped (jaxnas.train.guard)
 
 
 def make_optimizer(r, steps_per_epoch: int) -> tuple:
@@ -211,7 +213,10 @@ def make_optimizer(r, steps_per_epoch: int) -> tuple:
 
 
 def make_train_step(net: nn.Module, r, tx, *, steps_per_epoch: int, crop: bool, flip: bool):
-    """``step(state, x, y) -> (state, metrics)`` for one seed (vmapped by :class:`Trainer`)."""
+    """``step(state, x, y) -> (state, metrics)`` for one seed (vmapped by :class:`Trainer`).
+
+    An update whose loss, gradient or result is not finite is skipped (weights, BatchNorm
+    statistics and optimiser state keep their values) and counted in ``state.skips``."""
     dtype = COMPUTE_DTYPES[r.compute_dtype]
     epochs, drop_max, aux_w, smoothing = r.epochs, r.drop_path_prob, r.auxiliary_weight, r.label_smoothing
     cut = r.cutout_length
@@ -243,9 +248,14 @@ def make_train_step(net: nn.Module, r, tx, *, steps_per_epoch: int, crop: bool, 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         batch_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), batch_stats, state.batch_stats)
+        ok = train.all_finite(loss, optax.tree.norm(grads), params, batch_stats)
+        params, batch_stats, opt_state = train.keep_if(ok, (params, batch_stats, opt_state),
+                                                       (state.params, state.batch_stats, state.opt_state))
+        skips = train.count_skips(state.skips, ok)
         acc = train.accuracy(logits, y)
-        new = TrainState(state.step + 1, params, batch_stats, opt_state, state.key)
-        return new, {'loss': loss, 'acc': acc, 'drop_prob': drop_prob}
+        new = TrainState(state.step + 1, params, batch_stats, opt_state, state.key, skips)
+        return new, {'loss': loss, 'acc': acc, 'drop_prob': drop_prob, 'skipped': 1.0 - ok.astype(jnp.float32),
+                     'consecutive_skips': skips.consecutive}
 
     return step
 
@@ -279,7 +289,7 @@ class Trainer:
         else:
             self._step = jax.jit(lambda st, x, y: jax.lax.map(lambda a: step(*a), (st, x, y)), donate_argnums=0)
         self._compiled = None
-        self.compile_s = None
+        self.compile_s = self.memory = None
         self._predict = jax.jit(jax.vmap(make_predict(net), in_axes=(0, 0, None)))
 
     def init_state(self) -> TrainState:
@@ -290,7 +300,7 @@ class Trainer:
             params = variables['params']
             key = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
             states.append(TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
-                                     self.tx.init(params), key))
+                                     self.tx.init(params), key, train.init_skips()))
         return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
     def epoch_batches(self, epoch: int):
@@ -301,12 +311,27 @@ class Trainer:
         for parts in zip(*streams):
             yield np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
 
-    def step(self, state, x, y):
+    def compile(self, state, x, y):
+        """Compile the step for these shapes, once, after the memory check
+        (``retrain.check_memory``: :func:`jaxnas.train.memory.check_fits`, a one-line error
+        if XLA's estimate exceeds the available memory); :meth:`step` runs it."""
         if self._compiled is None:
             t0 = time.perf_counter()
-            self._compiled = self._step.lower(state, x, y).compile()
+            compiled = self._step.lower(state, x, y).compile()
             self.compile_s = time.perf_counter() - t0
-        return self._compiled(state, x, y)
+            r = self.r
+            if r.check_memory:
+                self.memory = train.memory.check_fits(
+                    compiled, what=f'retraining step ({len(self.seeds)} seeds)', disable='retrain.check_memory',
+                    lower=f'retrain.batch_size ({r.batch_size}), retrain.num_seeds ({r.num_seeds}), '
+                          f'retrain.channels ({r.channels}) or retrain.layers ({r.layers})')
+            else:
+                self.memory = train.memory.step_bytes(compiled)
+            self._compiled = compiled
+        return self._compiled
+
+    def step(self, state, x, y):
+        return self.compile(state, x, y)(state, x, y)
 
     def predict(self, state, x) -> np.ndarray:
         """Class predictions ``(seeds, n)`` for ``x`` in padded batches of ``eval_batch_size``."""
@@ -350,18 +375,25 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     """
     r = config.retrain
     scores_path = os.path.join(workdir, 'scores.json') if workdir else None
-    if workdir:
-        if not os.path.exists(os.path.join(workdir, runs.IDENTITY)):
-            # a network that cannot be built for this input fails here, from shapes only,
-            # before a new work directory is claimed
-            costs.variable_shapes(net, data.train_x.shape[1:])
-        runs.claim(workdir, 'retrain', config, description=description or {}, seeds=list(map(int, seeds)))
+    claim = lambda: runs.claim(workdir, 'retrain', config, description=description or {},
+                               seeds=list(map(int, seeds)))
+    fresh = bool(workdir) and not os.path.exists(os.path.join(workdir, runs.IDENTITY))
+    if fresh:
+        # a network that cannot be built for this input fails here, from shapes only,
+        # before a new work directory is claimed
+        costs.variable_shapes(net, data.train_x.shape[1:])
+    elif workdir:
+        claim()
         if os.path.exists(scores_path):
             return runs.read_json(scores_path)
 
     t_start = time.time()
     trainer = Trainer(net, config, data, seeds)
     state = trainer.init_state()
+    if fresh or not workdir:   # a step that does not fit is refused before anything is written
+        trainer.compile(state, *next(trainer.epoch_batches(0)))
+    if fresh:
+        claim()
     start = 0
     ckpt = log_path = None
     if workdir:
@@ -376,25 +408,41 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     bar = _progress(epochs * spe, start * spe, not progress)
     label = (description or {}).get('model', 'net')
     step_times = []
+
+    def check_skips(m, at):   # when the host syncs anyway: stop before a poisoned state is saved
+        limit = r.max_nonfinite_steps
+        if limit and int(np.max(m['consecutive_skips'])) >= limit:
+            latest = ckpt.latest_step() if ckpt else None
+            bar.close()
+            if ckpt:
+                ckpt.close()
+            where = (f'the last good checkpoint {ckpt.directory}/{latest} (epoch {latest}) is intact' if latest
+                     else 'no checkpoint was saved yet' if ckpt else 'this run keeps no checkpoints')
+            train.check_skips(m['consecutive_skips'], limit, what=f'retraining of {label}', step=at,
+                              checkpoint=where, fix='lower retrain.lr, check the data for NaN/inf, or raise '
+                                                    'retrain.max_nonfinite_steps (0: never stop)')
+
     for epoch in range(start, last):
         t0 = time.time()
         history = []
-        compiled_before = trainer.compile_s is not None
         for i, (x, y) in enumerate(trainer.epoch_batches(epoch)):
             state, m = trainer.step(state, x, y)
             history.append(m)
             if i % 5 == 0 or i == spe - 1:
                 m = jax.device_get(m)
+                check_skips(m, epoch * spe + i + 1)
                 bar.set_postfix_str(f"{label} epoch {epoch + 1}/{epochs} loss {np.mean(m['loss']):.3f} "
                                     f"acc {np.mean(m['acc']):.2f}")
             bar.update(1)
         history = jax.device_get(history)  # waits for the epoch's last step
-        if compiled_before:  # an epoch without the compile: its mean step time
+        if epoch > start:  # an epoch without the compile and first call: its mean step time
             step_times.append((time.time() - t0) / len(history))
         record = {'epoch': epoch + 1, 'step': int(state.step[0]), 'lr': float(trainer.schedule(epoch * spe)),
                   'drop_prob': float(history[0]['drop_prob'][0]),
-                  'train_loss': np.mean([h['loss'] for h in history], 0).tolist(),
-                  'train_acc': np.mean([h['acc'] for h in history], 0).tolist(),
+                  'train_loss': train.finite_mean([h['loss'] for h in history]).tolist(),
+                  'train_acc': train.finite_mean([h['acc'] for h in history]).tolist(),
+                  'skipped_steps': np.asarray(state.skips.skipped).tolist(),
+                  'consecutive_skips': np.asarray(state.skips.consecutive).tolist(),
                   'epoch_time_s': time.time() - t0}
         if log_path:
             runs.append_jsonl(log_path, record)
@@ -408,7 +456,8 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
                'epochs': epochs, 'complete': done >= epochs, 'eval_split': data.eval_split,
                'steps_per_epoch': spe, 'batch_size': r.batch_size, 'compute_dtype': r.compute_dtype,
                'train_wall_time_s_this_call': time.time() - t_start,
-               'step_compile_s': trainer.compile_s,
+               'step_compile_s': trainer.compile_s, 'step_memory_bytes': (trainer.memory or {}).get('total'),
+               'skipped_steps': np.asarray(state.skips.skipped).tolist(),
                'step_time_s_median': float(np.median(step_times)) if step_times else None,
                'seeds_trained_together': len(trainer.seeds), 'backend': jax.default_backend()}
     if not summary['complete']:

@@ -86,6 +86,7 @@ class Searcher:
                                  augment=augment, fuse_phases=config.search.fuse_phases,
                                  single_level=r.single_level)
         self.step = jax.jit(step, donate_argnums=0)
+        self.compile_s = self.memory = None
         self.evaluate = jax.jit(bilevel.make_eval(self.net, eval_weights))
         self.hessian_eigenvalue = jax.jit(bilevel.make_hessian_eigenvalue(
             self.dense_net, r, config.search.hessian_iters))
@@ -99,7 +100,26 @@ class Searcher:
         variables = init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
         params, batch_stats = variables['params'], variables['batch_stats']
         return bilevel.SearchState(jnp.zeros((), jnp.int32), params, batch_stats, arch,
-                                   self.w_tx.init(params), self.a_tx.init(arch), k_run)
+                                   self.w_tx.init(params), self.a_tx.init(arch), k_run, train.init_skips())
+
+    def compile_step(self, state: bilevel.SearchState):
+        """The step compiled ahead of time for ``state`` and one pair of batches, after the
+        memory check (``search.check_memory``: :func:`jaxnas.train.memory.check_fits`
+        against the machine's available memory, a one-line error if it does not fit).
+        Sets ``compile_s`` and ``memory`` (the compiled step's bytes); call the returned
+        executable instead of :attr:`step`, which would compile again."""
+        batches = next(iter(self.epoch_batches(0)))
+        t0 = time.perf_counter()
+        compiled = self.step.lower(state, *batches).compile()
+        self.compile_s = time.perf_counter() - t0
+        if self.config.search.check_memory:
+            self.memory = train.memory.check_fits(
+                compiled, what='search step', disable='search.check_memory',
+                lower=f'data.batch_size ({self.config.data.batch_size}), model.channels '
+                      f'({self.config.model.channels}) or model.layers ({self.config.model.layers})')
+        else:
+            self.memory = train.memory.step_bytes(compiled)
+        return compiled
 
     def epoch_batches(self, epoch: int):
         """Pairs of (train batch, val batch); the order depends only on (seed, epoch).
@@ -164,11 +184,15 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     ``max_epochs`` stops early after that many epochs of this call (used to test resume).
     """
     searcher = Searcher(config, dataset)
-    runs.claim(workdir, 'search', config)
+    fresh = not os.path.exists(os.path.join(workdir, runs.IDENTITY))
 
     t_start = time.time()
-    ckpt = runs.Checkpointer(os.path.join(workdir, 'checkpoints'))
     state = searcher.init_state()
+    # A new run's step is compiled (and refused if it does not fit) before anything is written.
+    step = searcher.compile_step(state) if fresh else None
+    runs.claim(workdir, 'search', config)
+    ckpt_dir = os.path.join(workdir, 'checkpoints')
+    ckpt = runs.Checkpointer(ckpt_dir)
     start_epoch, state = ckpt.restore(state)
     start_epoch = start_epoch or 0
     log_path = os.path.join(workdir, 'log.jsonl')
@@ -177,22 +201,39 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     epochs = config.search.epochs
     last = epochs if max_epochs is None else min(epochs, start_epoch + max_epochs)
     spe = searcher.steps_per_epoch
+    if step is None and start_epoch < last:   # resuming: compiled only if there is training left
+        step = searcher.compile_step(state)
     bar = _progress(epochs * spe, start_epoch * spe, not progress)
+
+    def check_skips(m, at):   # when the host syncs anyway: stop before a poisoned state is saved
+        limit = config.optim.max_nonfinite_steps
+        if limit and int(m['consecutive_skips']) >= limit:
+            latest = ckpt.latest_step()
+            bar.close()
+            ckpt.close()
+            train.check_skips(m['consecutive_skips'], limit, what='search', step=at,
+                              checkpoint=f'the last good checkpoint {ckpt_dir}/{latest} (epoch {latest}) is intact'
+                              if latest else 'no checkpoint was saved yet',
+                              fix='lower optim.w_lr or optim.a_lr, check the data for NaN/inf, or raise '
+                                  'optim.max_nonfinite_steps (0: never stop)')
+
     record = None
     for epoch in range(start_epoch, last):
         t0 = time.time()
         history = []
         for train_batch, val_batch in searcher.epoch_batches(epoch):
-            state, metrics = searcher.step(state, train_batch, val_batch)
+            state, metrics = step(state, train_batch, val_batch)
             history.append(metrics)
             bar.update(1)
             if len(history) % 5 == 1 or len(history) == spe:
                 m = jax.device_get(metrics)
+                check_skips(m, epoch * spe + len(history))
                 bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} train {m['train_loss']:.3f}/{m['train_acc']:.2f} "
                                     f"val {m['val_loss']:.3f}/{m['val_acc']:.2f}")
         history = jax.device_get(history)
         step_time = (time.time() - t0) / max(len(history), 1)
-        means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+        means = {k: float(train.finite_mean([h[k] for h in history]))   # the steps not skipped
+                 for k in history[0] if k != 'consecutive_skips'}
         val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
         weights = searcher.weights(state)
         genotype = searcher.derive(weights)
@@ -201,6 +242,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
             'epoch': epoch + 1, 'step': int(state.step), **means,
             'supernet_val_loss': val['loss'], 'supernet_val_acc': val['acc'],
             'epoch_time_s': train_time, 'step_time_s': step_time,
+            'skipped_steps': int(state.skips.skipped), 'consecutive_skips': int(state.skips.consecutive),
             **searcher.diagnostics(state, weights, genotype, epoch + 1),
             'genotype': str(genotype),
             'alphas': {k: np.round(v, 6).tolist() for k, v in weights.items()},
@@ -219,7 +261,8 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         'complete': done >= epochs, 'genotype': str(genotype), 'space': config.space,
         'relaxation': config.relaxation.name, 'mode': searcher.mode, 'order': config.search.order,
         'data': config.data.name, 'seed': config.seed,
-        'wall_time_s_this_call': time.time() - t_start,
+        'wall_time_s_this_call': time.time() - t_start, 'step_compile_s': searcher.compile_s,
+        'step_memory_bytes': (searcher.memory or {}).get('total'), 'skipped_steps': int(state.skips.skipped),
     }
     if done >= epochs:
         test = searcher.eval_split(state, searcher.data.test_x, searcher.data.test_y)
