@@ -1,5 +1,5 @@
-"""`jaxnas run` on the embedded digits: DARTS search -> retrain NAS cell and width-matched
-ResNet over 3 seeds -> report (the default of `jaxnas run`, spelled out).
+"""`jaxnas run` on the embedded digits: DARTS search -> retrain NAS cell, width-matched
+ResNet and 3 random cells over 3 seeds -> report (the default of `jaxnas run`, spelled out).
 
     jaxnas run --config experiments/digits_pipeline.py --workdir runs/digits_pipeline
     jaxnas run --config experiments/digits_pipeline.py:full     # the full 10-epoch search
@@ -18,6 +18,7 @@ def get_config(arg=None):
     c.name = 'digits_pipeline'
     c.pipeline.num_seeds = 3
     c.pipeline.search_epochs = 4
+    c.pipeline.random_archs = 3            # random cells of the DARTS space beside the NAS cell
     if arg == 'full':
         c.name = 'digits_pipeline_full'
         c.pipeline.search_epochs = 0
@@ -29,3 +30,5 @@ def get_config(arg=None):
 def sweep(add):
     for seeds in (3, 5):
         add(**{'pipeline.num_seeds': seeds})
+    for k in (0, 10):
+        add(**{'pipeline.random_archs': k})

@@ -1,5 +1,5 @@
 """A smoke-test pipeline (seconds of training): the search of experiments/tiny.py, 2-channel 3-cell evaluation
-network, 2 epochs, 2 seeds, on a slice of the digits.
+network, 2 epochs, 2 seeds, 2 random architectures, on a slice of the digits.
 
     jaxnas run --config experiments/tiny_pipeline.py --workdir /tmp/jaxnas-tiny-run
     jaxnas retrain --config experiments/tiny_pipeline.py --genotype DARTS_V2 --workdir /tmp/jaxnas-tiny-rt
@@ -19,6 +19,7 @@ def get_config(arg=None):
     c.search.epochs = 2                    # the search of experiments/tiny.py (shares its compiled step)
     c.pipeline.search_epochs = 0
     c.pipeline.num_seeds = 2
+    c.pipeline.random_archs = 2            # random cells of the space beside NAS (their own compiles)
     c.retrain.channels = 2
     c.retrain.layers = 3
     c.retrain.epochs = 2

@@ -125,6 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.pipeline = ml_collections.ConfigDict()
     c.pipeline.num_seeds = 3
     c.pipeline.search_epochs = 4           # the pipeline's search epochs (0: search.epochs, 10)
+    c.pipeline.random_archs = 3            # architectures drawn by space.sample, retrained beside NAS (0: none)
     return c
 
 

@@ -6,7 +6,12 @@ manually designed models on accuracy, precision, recall, F1 and efficiency), run
 the DARTS protocol (Liu et al., ICLR 2019): the search's genotype is trained from scratch
 (:mod:`jaxnas.retrain`), and so is a hand-designed ResNet (:mod:`jaxnas.baseline`) whose
 widths are chosen to match the NAS network's parameter count, with the same protocol,
-budget and seeds; both are scored on the held-out test split.
+budget and seeds; both are scored on the held-out test split. Beside them,
+``pipeline.random_archs`` architectures drawn uniformly by the space's sampler
+(:func:`random_genotypes`, seeded from ``config.seed``) are trained exactly as the NAS
+cell (same evaluation network, protocol and seeds), and the report ranks the NAS cell
+among them: the check that a search beats sampling from its own space (Li & Talwalkar,
+UAI 2019; Yu et al., ICLR 2020).
 
 Stages and their outputs in ``workdir``, each skipped when its output is complete, so an
 interrupted run resumes where it stopped (and each training stage resumes from its own
@@ -15,8 +20,8 @@ orbax checkpoint):
 - ``search/`` (:func:`jaxnas.search.run_search`; ``pipeline.search_epochs`` > 0 shortens
   it) -- skipped with ``--genotype``;
 - ``genotype.txt`` (the derived cell);
-- ``nas/`` and ``manual/`` (:func:`jaxnas.retrain.fit`: ``scores.json``,
-  ``scores_seed<k>.json``, checkpoints, logs);
+- ``nas/``, ``manual/`` and ``random_1/`` ... ``random_<K>/`` (:func:`jaxnas.retrain.fit`:
+  ``scores.json``, ``scores_seed<k>.json``, checkpoints, logs);
 - ``report.md``, ``report.json``, ``comparison.png``, ``cell_normal.png``,
   ``cell_reduce.png`` (:mod:`jaxnas.report`); ``timings.json``.
 
@@ -29,6 +34,8 @@ from __future__ import annotations
 import os
 import time
 from typing import Optional
+
+import jax
 
 from jaxnas import baseline, config as config_lib, report, retrain, runs, search, spaces
 from jaxnas.errors import JaxnasError
@@ -47,6 +54,35 @@ def validate(config) -> None:
     if p.search_epochs < 0:
         raise PipelineError(f'bad config value pipeline.search_epochs={p.search_epochs!r}: must be >= 0 '
                             '(0: search.epochs)')
+    if p.random_archs < 0:
+        raise PipelineError(f'bad config value pipeline.random_archs={p.random_archs!r}: must be >= 0 '
+                            '(0: no random architectures)')
+
+
+# The stream of the random architectures' draws: fold_in(key(config.seed), RANDOM_STREAM),
+# apart from every other use of the seed (initialisation, data order, search).
+RANDOM_STREAM = 0x72616E64  # 'rand'
+
+
+def random_genotypes(config, space=None) -> list:
+    """The pipeline's ``pipeline.random_archs`` random architectures: ``space.sample`` (uniform
+    over the space) with keys ``fold_in(fold_in(key(seed), RANDOM_STREAM), i)``, i = 0, 1, ...,
+    keeping the first distinct ones, so the same seed always draws the same list."""
+    space = space or spaces.get(config.space)
+    want = int(config.pipeline.random_archs)
+    base = jax.random.fold_in(jax.random.key(config.seed), RANDOM_STREAM)
+    out, seen = [], set()
+    for i in range(100 * want):
+        if len(out) == want:
+            break
+        g = space.sample(jax.random.fold_in(base, i))
+        if str(g) not in seen:
+            seen.add(str(g))
+            out.append(g)
+    if len(out) < want:
+        raise PipelineError(f'bad config value pipeline.random_archs={want}: the {space.name} space gave only '
+                            f'{len(out)} distinct architectures in {100 * want} draws')
+    return out
 
 
 def search_config(config):
@@ -72,6 +108,8 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
     """Run (or resume) the whole pipeline into ``workdir``; returns ``report.json``'s dict."""
     validate(config)
     genotype = retrain.resolve_genotype(genotype_spec, config.space) if genotype_spec else None  # fail before writing
+    space = spaces.of_genotype(genotype) if genotype is not None else spaces.get(config.space)
+    random_archs = random_genotypes(config, space)
     runs.claim(workdir, 'pipeline', config, genotype=genotype_spec)
     report_path = os.path.join(workdir, 'report.json')
     if os.path.exists(report_path):
@@ -115,6 +153,20 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
                          description={'model': 'manual', 'network': 'ResNet', **info})
     _timings(workdir, 'retrain_manual', time.time() - t0)
 
+    # ---- retrain random architectures of the same space ---------------------------------
+    randoms = []
+    for k, g in enumerate(random_archs, 1):
+        net = retrain.build_network(g, config, data.num_classes)
+        run_dir = os.path.join(workdir, f'random_{k}')
+        say(f'[jaxnas run] retrain random architecture {k}/{config.pipeline.random_archs} -> {run_dir}')
+        t0 = time.time()
+        summary = retrain.fit(net, config, data, seeds, run_dir, progress=progress,
+                              description={'model': 'random', 'space': space.name, 'network': type(net).__name__,
+                                           'genotype': str(g)})
+        _timings(workdir, 'retrain_random', time.time() - t0)
+        summary.pop('state', None)
+        randoms.append((g, summary))
+
     # ---- report -------------------------------------------------------------------------
     meta = {'data': config.data.name, 'seeds': seeds, 'timings': _timings(workdir, ''),
             'search_epochs': search_config(config).search.epochs if not genotype_spec else None,
@@ -124,8 +176,13 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
                       f"config.retrain ({config.retrain.epochs} epochs) on the same seeds."]}
     nas.pop('state', None)
     manual.pop('state', None)
-    label = f'NAS ({spaces.of_genotype(genotype).label})'
-    out = report.write_report(workdir, genotype, {label: nas, 'Manual (ResNet)': manual}, meta)
+    if randoms:
+        meta['notes'].append(f'{len(randoms)} random architectures drawn by the {space.name} space\'s sampler '
+                             f'(seed {config.seed}) were trained exactly as the NAS network: same evaluation '
+                             'network width and depth, protocol and seeds.')
+    label = f'NAS ({space.label})'
+    out = report.write_report(workdir, genotype, {label: nas, 'Manual (ResNet)': manual}, meta,
+                              random=randoms or None)
     say(f'[jaxnas run] report: {workdir}/report.md')
     return out
 
@@ -146,8 +203,8 @@ def register(subparsers) -> None:
     """``jaxnas run``: the whole pipeline, search to report."""
     from jaxnas import cli
     p = cli.add_command(subparsers, 'run', _command,
-                        help='search, retrain NAS and manual networks over seeds, report',
-                        description='Search -> derive -> retrain the NAS network and a parameter-matched ResNet '
-                        'over several seeds -> score on the test split -> Markdown/PNG report.',
+                        help='search, retrain NAS, manual and random networks over seeds, report',
+                        description='Search -> derive -> retrain the NAS network, a parameter-matched ResNet and '
+                        'pipeline.random_archs random cells over several seeds -> score on the test split -> Markdown/PNG report.',
                         default_config='DARTS on the embedded digits, 3 seeds')
     cli.add_genotype_option(p, required=False, help_prefix='skip the search and use this genotype')

@@ -11,6 +11,13 @@ efficiency. This module writes the same comparison from measured runs, whatever 
 - ``comparison.png``: bar chart NAS vs manual (classification metrics with std error bars,
   and the cost ratios NAS / manual);
 - ``cell_normal.png`` / ``cell_reduce.png``: drawings of the derived cells.
+
+With random architectures of the same space (``pipeline.random_archs`` > 0), each trained
+exactly as the NAS cell, the report adds their row (mean ± std over the architectures and
+seeds together), one row per architecture, and the NAS cell's rank among them by mean
+test accuracy -- the check that a search beats sampling from its space (Li & Talwalkar,
+UAI 2019, "Random search and reproducibility for NAS"; Yu et al., ICLR 2020, "Evaluating
+the search phase of neural architecture search").
 """
 from __future__ import annotations
 
@@ -45,6 +52,39 @@ def summarize(summary: dict) -> dict:
     return out
 
 
+def summarize_random(candidates: list) -> dict:
+    """The random architectures ``[(genotype, summary), ...]`` as one row: every score's mean
+    and sample std over all (architecture, seed) pairs; each cost field the mean over the
+    architectures."""
+    summaries = [s for _, s in candidates]
+    first = summaries[0]
+    out = summarize({'description': {'model': 'random', 'archs': len(summaries)},
+                     'scores': [x for s in summaries for x in s['scores']], 'eval_split': first.get('eval_split')})
+    out['seeds'] = [x['seed'] for x in first['scores']]
+    out['num_seeds'] = len(out['seeds'])
+    out['num_archs'] = len(summaries)
+    cost = dict(first.get('cost', {}))
+    for k, v in cost.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            cost[k] = float(np.mean([s['cost'][k] for s in summaries]))
+    out['cost'] = cost
+    for key in ('epochs', 'batch_size', 'seeds_trained_together'):
+        out[key] = first.get(key)
+    return out
+
+
+def rank_against_random(nas: dict, candidates: list, pooled: dict) -> dict:
+    """The NAS cell's rank by mean test accuracy among itself and the random architectures
+    (1 = best; a tie counts for the NAS cell), and whether its mean beats the random mean
+    (``pooled``: :func:`summarize_random`) by more than the random std."""
+    acc = nas['accuracy']['mean']
+    margin = acc - pooled['accuracy']['mean']
+    return {'nas_rank': 1 + sum(c['accuracy']['mean'] > acc for c in candidates), 'num_ranked': len(candidates) + 1,
+            'nas_accuracy_mean': acc, 'random_accuracy_mean': pooled['accuracy']['mean'],
+            'random_accuracy_std': pooled['accuracy']['std'], 'margin': margin,
+            'beats_random_by_more_than_std': bool(margin > pooled['accuracy']['std'])}
+
+
 def _pm(stat: dict, scale: float = 100.0) -> str:
     return f"{scale * stat['mean']:.2f} ± {scale * stat['std']:.2f}"
 
@@ -58,12 +98,15 @@ def _num(x, unit: str = '') -> str:
     return f'{x:.0f}{unit}' if float(x).is_integer() else f'{x:.3g}{unit}'
 
 
-def markdown(models: dict, *, genotype: str, meta: dict) -> str:
-    """The report text; ``models`` maps a row label to :func:`summarize` output."""
+def markdown(models: dict, *, genotype: str, meta: dict, random: Optional[dict] = None) -> str:
+    """The report text; ``models`` maps a row label to :func:`summarize` output (the random
+    architectures' row, if any, to :func:`summarize_random`'s), ``random`` is
+    ``report.json``'s ``random`` entry."""
     first = next(iter(models.values()))
     n_seeds, n_eval = first['num_seeds'], first['num_eval_examples']
     lat_batch = first['cost'].get('batch_size', 1)
-    lines = [f"# jaxnas run: NAS vs hand-designed network ({meta.get('data', '')})", '',
+    versus = ' vs random architectures' if random else ''
+    lines = [f"# jaxnas run: NAS vs hand-designed network{versus} ({meta.get('data', '')})", '',
              f"Scores on the held-out {first['eval_split']} split ({n_eval} examples), mean ± std over "
              f"{n_seeds} seed(s) (sample std). Cost from the compiled inference forward pass: "
              f"multiply-adds = XLA flops / 2 per example (scans unrolled, elementwise work included), "
@@ -80,19 +123,28 @@ def markdown(models: dict, *, genotype: str, meta: dict) -> str:
                      f"{c.get('latency_ms_median', float('nan')):.3f} | {_num(c.get('memory_peak_bytes'), 'B')} |")
     lines += ['', '## Per seed (accuracy / macro F1, %)', '', '| Model | ' + ' | '.join(
         f'seed {s}' for s in first['seeds']) + ' |', '|---|' + '---|' * len(first['seeds'])]
-    for label, m in models.items():
+    per_arch = [(label, m) for label, m in models.items() if 'num_archs' not in m]
+    per_arch += [(c['label'], c) for c in (random or {}).get('candidates', ())]
+    for label, m in per_arch:
         lines.append(f'| {label} | ' + ' | '.join(
             f'{100 * a:.2f} / {100 * f:.2f}' for a, f in zip(m['accuracy']['values'], m['f1']['values'])) + ' |')
+    if random:
+        lines += _random_section(models, random)
     lines += ['', '## Models', '']
     for label, m in models.items():
         d = m['description']
+        if 'num_archs' in m:
+            lines.append(f"- **{label}**: {m['num_archs']} architectures drawn uniformly by the space's sampler "
+                         "(genotypes above), each with the NAS network's evaluation-network width, depth, "
+                         "protocol and seeds; cost columns are the mean over the architectures")
+            continue
         desc = ', '.join(f'{k}={v}' for k, v in d.items() if k not in ('genotype',))
         lines.append(f"- **{label}**: {desc}; auxiliary-head params (training only, not counted): "
                      f"{m['cost'].get('aux_head_params', 0)}")
     drawings = ' '.join(f'![cell]({name})' for name in meta.get('drawings', ()))
     lines += ['', f'Derived genotype: `{genotype}`', '', drawings, '',
               '![comparison](comparison.png)', '', '## Training and timing', '']
-    for label, m in models.items():
+    for label, m in per_arch:
         lines.append(f"- {label}: {m['epochs']} epochs, batch {m['batch_size']}, {m['seeds_trained_together']} "
                      f"seeds in one compiled step; step compile {_secs(m['step_compile_s'])}, "
                      f"steady step {_secs(m['step_time_s_median'])} (all seeds)")
@@ -103,12 +155,36 @@ def markdown(models: dict, *, genotype: str, meta: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _random_section(models: dict, random: dict) -> list:
+    """Markdown lines: the NAS cell against the random architectures, one row each."""
+    nas_label = next(iter(models))
+    nas = models[nas_label]
+    r = random
+    verdict = 'yes' if r['beats_random_by_more_than_std'] else 'no'
+    lines = ['', '## NAS vs random architectures', '',
+             f"{len(r['candidates'])} architectures drawn by the space's sampler (seeded from the config seed), "
+             'each trained exactly as the NAS cell (Li & Talwalkar 2019; Yu et al. 2020). '
+             f"NAS cell rank by mean test accuracy among NAS and random: **{r['nas_rank']} of {r['num_ranked']}** "
+             '(1 = best). NAS accuracy '
+             f"{100 * r['nas_accuracy_mean']:.2f}% vs random {100 * r['random_accuracy_mean']:.2f} ± "
+             f"{100 * r['random_accuracy_std']:.2f}% (over architectures and seeds): margin "
+             f"{100 * r['margin']:+.2f} points; beats the random mean by more than its std: **{verdict}**.", '',
+             '| Architecture | Accuracy (%) | F1 (%) | Params | MACs | Genotype |', '|---|---|---|---|---|---|']
+    for label, m, g in [(nas_label, nas, None)] + [(c['label'], c, c['genotype']) for c in r['candidates']]:
+        lines.append(f"| {label} | {_pm(m['accuracy'])} | {_pm(m['f1'])} | {_num(m['cost'].get('params'))} | "
+                     f"{_num(m['cost'].get('macs_per_example'))} | {'(derived, below)' if g is None else f'`{g}`'} |")
+    return lines
+
+
 def _secs(x) -> str:
     return 'n/a' if x is None else f'{x:.3f} s'
 
 
-def comparison_chart(models: dict, path: str) -> None:
-    """Grouped bars: classification metrics (mean, std error bars) and cost ratios."""
+def comparison_chart(models: dict, path: str, *, reference: Optional[str] = None,
+                     random: Optional[dict] = None) -> None:
+    """Grouped bars: classification metrics (mean, std error bars) and cost ratios to
+    ``reference`` (default: the last model). With ``random`` (``report.json``'s entry) each
+    random architecture's mean is a dot on the random bar, and the title gives the NAS rank."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -123,13 +199,18 @@ def comparison_chart(models: dict, path: str) -> None:
         stds = [100 * m[k]['std'] for k in CLASSIFICATION]
         ax1.bar(x + (i - (len(labels) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=label,
                 color=colors[i % len(colors)])
+        if random and label == random['label']:
+            for c in random['candidates']:
+                ax1.plot(x + (i - (len(labels) - 1) / 2) * width, [100 * c[k]['mean'] for k in CLASSIFICATION],
+                         'k.', ms=5, label='one random architecture' if c is random['candidates'][0] else None)
     ax1.set_xticks(x, [k.capitalize() if k != 'f1' else 'F1' for k in CLASSIFICATION])
     lo = min(100 * models[l][k]['mean'] - 100 * models[l][k]['std'] for l in labels for k in CLASSIFICATION)
     ax1.set_ylim(max(0.0, lo - 5), 100.5)
-    ax1.set_ylabel('% (mean ± std over seeds)')
-    ax1.set_title('Classification (held-out split)')
+    ax1.set_ylabel('% (mean ± std over seeds' + ('; random: archs x seeds)' if random else ')'))
+    ax1.set_title('Classification (held-out split)' + (
+        f"; NAS rank {random['nas_rank']}/{random['num_ranked']} vs random" if random else ''))
     ax1.legend(loc='lower right')
-    ref = labels[-1]
+    ref = reference or labels[-1]
     x2 = np.arange(len(COST))
     for i, label in enumerate(labels):
         ratios = [(models[label]['cost'].get(k) or np.nan) / (models[ref]['cost'].get(k) or np.nan) for k, _ in COST]
@@ -143,14 +224,34 @@ def comparison_chart(models: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(workdir: str, genotype, summaries: dict, meta: Optional[dict] = None) -> dict:
-    """Write report.json / report.md / comparison.png / cell drawings; return report.json's dict."""
+def random_entry(nas: dict, random: list) -> tuple:
+    """``(label, pooled row, report.json's 'random' entry)`` of the random architectures
+    ``[(genotype, summary), ...]`` against the NAS row ``nas`` (:func:`summarize` output)."""
+    space = spaces.of_genotype(random[0][0])
+    label = f'Random ({space.label}, {len(random)} archs)'
+    pooled = summarize_random(random)
+    candidates = [{'label': f'Random {k}', 'genotype': str(g), **summarize(s)} for k, (g, s) in enumerate(random, 1)]
+    return label, pooled, {'label': label, 'space': space.name, 'candidates': candidates,
+                           **rank_against_random(nas, candidates, pooled)}
+
+
+def write_report(workdir: str, genotype, summaries: dict, meta: Optional[dict] = None, *,
+                 random: Optional[list] = None) -> dict:
+    """Write report.json / report.md / comparison.png / cell drawings; return report.json's dict.
+    ``summaries`` maps a row label to a :func:`jaxnas.retrain.fit` summary, NAS first, the
+    cost reference last; ``random`` lists ``(genotype, summary)`` of random architectures."""
     drawn = spaces.of_genotype(genotype).draw(genotype, workdir)
     meta = {**(meta or {}), 'drawings': [os.path.basename(p) for p in drawn]}
     models = {label: summarize(s) for label, s in summaries.items()}
+    reference = list(models)[-1]
     report = {'genotype': str(genotype), 'models': models, 'meta': meta}
+    rand = None
+    if random:
+        label, pooled, rand = random_entry(next(iter(models.values())), random)
+        models[label] = pooled
+        report['random'] = rand
     text = json.dumps(report, indent=2) + '\n'   # fails here, before report.md/.json are written, if not JSON
-    comparison_chart(models, os.path.join(workdir, 'comparison.png'))
-    runs.write_text(os.path.join(workdir, 'report.md'), markdown(models, genotype=str(genotype), meta=meta))
+    comparison_chart(models, os.path.join(workdir, 'comparison.png'), reference=reference, random=rand)
+    runs.write_text(os.path.join(workdir, 'report.md'), markdown(models, genotype=str(genotype), meta=meta, random=rand))
     runs.write_text(os.path.join(workdir, 'report.json'), text)  # last: marks the report complete
     return report
