@@ -578,10 +578,9 @@ def relaxation_to_check(config, space):
 
 def _single_level(config) -> bool:
     """Whether the config's relaxation is single-level (False for arguments it rejects)."""
-    from jaxnas import relax, spaces
+    from jaxnas import spaces
     try:
-        return relax.make_relaxation(config.relaxation.name, space=spaces.get(config.space),
-                                     **config.relaxation.kwargs.to_dict()).single_level
+        return relaxation_to_check(config, spaces.get(config.space)).single_level
     except (JaxnasError, KeyError):
         return False
 
