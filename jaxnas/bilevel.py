@@ -268,12 +268,14 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
     return fused_step if (order == 'first' and fuse_phases) else step
 
 
-def make_eval(net, weights: Callable) -> Callable:
-    """``eval(params, batch_stats, arch, x, y, mask) -> {'loss': sum, 'correct': count}``
-    over the examples with ``mask`` 1 (:func:`jaxnas.train.masked_sums`), inference mode,
-    with mixing weights ``weights(arch)`` (e.g. a relaxation's ``normalized``)."""
-    def evaluate(params, batch_stats, arch, x, y, mask):
-        logits = net.apply({'params': params, 'batch_stats': batch_stats}, x, weights(arch), train=False)
+def make_eval(net) -> Callable:
+    """``eval(params, batch_stats, mix, x, y, mask) -> {'loss': sum, 'correct': count}``
+    over the examples with ``mask`` 1 (:func:`jaxnas.train.masked_sums`), inference mode
+    (running statistics), with the mixing weights ``mix`` an input (a relaxation's
+    ``normalized`` weights, or a genotype's one-hot path: :mod:`jaxnas.supernet_metric`),
+    so one compiled program serves every mix."""
+    def evaluate(params, batch_stats, mix, x, y, mask):
+        logits = net.apply({'params': params, 'batch_stats': batch_stats}, x, mix, train=False)
         return train.masked_sums(logits, y, mask)
     return evaluate
 

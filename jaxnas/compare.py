@@ -6,9 +6,12 @@ interrupted study resumes where it stopped) and writes into ``workdir`` (claimed
 ``run.json``, :func:`jaxnas.runs.claim`: a different study there is refused):
 
 - ``compare.md`` / ``compare.csv`` / ``compare.json``: per relaxation, mean ± std over
-  seeds of the supernet's final validation accuracy, skip_connect count of the derived
-  normal cell, dominant Hessian eigenvalue, search wall time and step time, and the
-  derived genotype of each seed;
+  seeds of the one supernet metric, ``derived_val_acc`` (:mod:`jaxnas.supernet_metric`:
+  the derived genotype's path, BatchNorm recalibrated on training batches; the rows are
+  ranked on it), the methods' own supernet accuracies under their explicit names
+  (``supernet_val_acc_mixture`` where the mode runs a mixture, ``supernet_val_acc_sampled``),
+  skip_connect count of the derived normal cell, dominant Hessian eigenvalue, search wall
+  time and step time, and the derived genotype of each seed;
 - ``alphas.png``: the relaxed weight of each op (mean over the normal cell's edges)
   over the epochs, one panel per relaxation;
 - ``eigenvalue.png``: the dominant eigenvalue over the epochs per relaxation.
@@ -24,7 +27,7 @@ import time
 import ml_collections
 import numpy as np
 
-from jaxnas import config as config_lib, runs as runs_lib, search, spaces
+from jaxnas import config as config_lib, runs as runs_lib, search, spaces, supernet_metric
 
 
 def _runs(config):
@@ -78,9 +81,10 @@ def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
         })
     record = {'name': config.name, 'space': config.space, 'data': config.data.name,
               'epochs': config.search.epochs, 'seeds': list(config.compare.seeds), 'relaxations': {}}
+    record['metric'] = next(iter(rows.values()))[0]['summary'].get('derived_metric') if rows else None
     for name, runs in rows.items():
         stats = {}
-        for key, get in [('supernet_val_acc', lambda r: r['summary'].get('supernet_val_acc')),
+        for key, get in [(k, lambda r, k=k: r['summary'].get(k)) for k in METRICS] + [
                          ('skip_connect_normal', lambda r: r['summary'].get('skip_connect_normal')),
                          ('hessian_eigenvalue', lambda r: r['log'][-1].get('hessian_eigenvalue')),
                          ('entropy', lambda r: r['log'][-1].get('entropy')),
@@ -93,6 +97,7 @@ def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
         if spaces.get(config.space).tabular is not None:
             stats['tabular'] = {r['seed']: r['summary'].get('tabular') for r in runs}
         record['relaxations'][name] = stats
+    record['ranking'] = ranking(record['relaxations'])
     _write_table(record, workdir)
     _plot(rows, config, workdir)
     runs_lib.write_json(os.path.join(workdir, 'compare.json'), record)
@@ -105,7 +110,20 @@ def _fmt(stat, digits=3):
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
-COLUMNS = [('supernet_val_acc', 'supernet val acc', 3), ('skip_connect_normal', 'skip_connect (normal)', 1),
+# The one metric first (ranked on), then the methods' own supernet accuracies, named as such.
+METRICS = (supernet_metric.KEY, supernet_metric.MIXTURE, supernet_metric.SAMPLED)
+
+
+def ranking(relaxations: dict) -> list:
+    """Relaxation names by mean ``derived_val_acc``, best first (missing values last)."""
+    key = lambda name: relaxations[name][supernet_metric.KEY]['mean']
+    return sorted(relaxations, key=lambda n: (key(n) is None, -(key(n) or 0.0)))
+
+
+COLUMNS = [(supernet_metric.KEY, 'derived val acc (ranked)', 3),
+           (supernet_metric.MIXTURE, 'own: mixture val acc', 3),
+           (supernet_metric.SAMPLED, 'own: sampled arch-batch acc', 3),
+           ('skip_connect_normal', 'skip_connect (normal)', 1),
            ('hessian_eigenvalue', 'Hessian λ_max', 4), ('entropy', 'entropy', 3),
            ('search_wall_time_s', 'search wall time s', 1), ('step_time_s', 'step time s', 3)]
 
@@ -114,11 +132,19 @@ def _write_table(record, workdir):
     rel = record['relaxations']
     lines = [f"# Relaxations compared: {record['space']} space on {record['data']}, "
              f"{record['epochs']} epochs, seeds {record['seeds']}", '',
-             '| relaxation | mode | ' + ' | '.join(c[1] for c in COLUMNS) + ' |',
-             '|---|---|' + '---|' * len(COLUMNS)]
-    for name, s in rel.items():
-        lines.append(f'| {name} | {s["mode"]} | ' + ' | '.join(_fmt(s[k], d) for k, _, d in COLUMNS) + ' |')
-    lines += ['', 'Mean ± std over seeds. Wall time excludes the end-of-run evaluation; step time is the '
+             '| rank | relaxation | mode | ' + ' | '.join(c[1] for c in COLUMNS) + ' |',
+             '|---|---|---|' + '---|' * len(COLUMNS)]
+    for rank, name in enumerate(record['ranking'], 1):
+        s = rel[name]
+        lines.append(f'| {rank} | {name} | {s["mode"]} | ' + ' | '.join(_fmt(s[k], d) for k, _, d in COLUMNS) + ' |')
+    lines += ['', 'Mean ± std over seeds, ranked on `derived_val_acc`, the one supernet metric, the same for '
+              f"every relaxation and mode: {record.get('metric') or 'derived path, BatchNorm recalibrated'}. "
+              'The methods\' own accuracies are not comparable across rows: `supernet_val_acc_mixture` is the '
+              'soft mixture of the relaxation\'s normalized weights in inference mode with the run\'s running '
+              'BatchNorm statistics (DARTS\'s; n/a in single-path mode), `supernet_val_acc_sampled` the '
+              'architecture step\'s training-mode accuracy on its arch-val batches with sampled weights, '
+              'last epoch (AutoDL\'s GDAS metric).',
+              '', 'Wall time excludes the end-of-run evaluation; step time is the '
               'median per-epoch mean (the first epoch includes compilation).', '', '## Derived genotypes', '']
     for name, s in rel.items():
         for seed, g in s['genotypes'].items():
@@ -129,9 +155,10 @@ def _write_table(record, workdir):
     runs_lib.write_text(os.path.join(workdir, 'compare.md'), '\n'.join(lines) + '\n')
     table = io.StringIO(newline='')
     w = csv.writer(table)
-    w.writerow(['relaxation', 'mode'] + [f'{k}_{m}' for k, _, _ in COLUMNS for m in ('mean', 'std')])
-    for name, s in rel.items():
-        w.writerow([name, s['mode']] + [s[k][m] for k, _, _ in COLUMNS for m in ('mean', 'std')])
+    w.writerow(['rank', 'relaxation', 'mode'] + [f'{k}_{m}' for k, _, _ in COLUMNS for m in ('mean', 'std')])
+    for rank, name in enumerate(record['ranking'], 1):
+        s = rel[name]
+        w.writerow([rank, name, s['mode']] + [s[k][m] for k, _, _ in COLUMNS for m in ('mean', 'std')])
     runs_lib.write_text(os.path.join(workdir, 'compare.csv'), table.getvalue())
 
 

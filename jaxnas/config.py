@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.search.mode = ''                     # '' (the relaxation's own) | dense | single_path | partial_channel
     c.search.hessian_every = 1             # epochs between dominant-eigenvalue estimates (0: off)
     c.search.hessian_iters = 20            # power iterations (Hessian-vector products)
+    c.search.recalibration_batches = 10    # supernet metric: BatchNorm re-estimated on this many train batches
     c.search.check_memory = True           # refuse a step that XLA says needs more memory than is available
     c.search.hessian_batches = 1           # arch-val batches of the Hessian's loss (Zela et al.: 1)
 
@@ -536,6 +537,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"choose one of {', '.join(relax.MODES)} (or '' for the relaxation's own)")
     check(config.search.hessian_every >= 0, 'search.hessian_every', 'must be >= 0 (0 turns it off)')
     check(config.search.hessian_iters >= 1, 'search.hessian_iters', 'must be >= 1')
+    check(config.search.recalibration_batches >= 1, 'search.recalibration_batches',
+          'must be >= 1 (the supernet metric re-estimates BatchNorm on them)')
     check(config.search.hessian_batches >= 1, 'search.hessian_batches', 'must be >= 1')
     check(config.model.cells_per_stage >= 1, 'model.cells_per_stage', 'must be >= 1')
     check(config.data.name in data.DATASETS, 'data.name', f"choose one of {', '.join(data.DATASETS)}")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import bilevel, config as config_lib, costs, data as data_lib, relax, runs, spaces, train
+from jaxnas import bilevel, config as config_lib, costs, data as data_lib, relax, runs, spaces, supernet_metric, train
 from jaxnas.nn import init_variables
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
@@ -64,12 +64,14 @@ class Searcher:
         self.net = build(self.mode)
         # Same variables, every op computed: the Hessian diagnostic and dense evaluation.
         self.dense_net = self.net if self.mode == 'partial_channel' else build('dense')
-        if self.mode == 'single_path':
-            # A single-path supernet is judged on its derived path: one-hot argmax weights.
-            eval_weights = lambda a: jax.tree.map(
-                lambda w: jax.nn.one_hot(jnp.argmax(w, -1), w.shape[-1]), r.normalized(a))
-        else:
-            eval_weights = r.normalized
+        # The supernet metric (jaxnas.supernet_metric): the derived genotype's path, BatchNorm
+        # recalibrated on fixed weight-train batches; the same network for every relaxation.
+        metric_mode = supernet_metric.network_mode(self.mode)
+        self.metric_net = self.net if metric_mode == self.mode else build(metric_mode)
+        self.path_programs = supernet_metric.programs(self.metric_net)
+        n_cal = config.search.recalibration_batches
+        self.calibration_x = supernet_metric.calibration_batches(self.data.train_x, n_cal, d.batch_size, config.seed)
+        self.metric = supernet_metric.describe(n_cal, d.batch_size)
         self.schedule = train.make_cosine_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
         self.w_tx = train.make_sgd(self.schedule, momentum=o.w_momentum, weight_decay=o.w_weight_decay,
                                    grad_clip=o.grad_clip)
@@ -87,7 +89,8 @@ class Searcher:
                                  single_level=r.single_level)
         self.step = jax.jit(step, donate_argnums=0)
         self.compile_s = self.memory = None
-        self.evaluate = jax.jit(bilevel.make_eval(self.net, eval_weights))
+        # The methods' own soft-mixture accuracy, where the mode runs a mixture (not single path).
+        self.evaluate = None if self.mode == 'single_path' else supernet_metric.programs(self.net).evaluate
         self.hessian_eigenvalue = jax.jit(bilevel.make_hessian_eigenvalue(
             self.dense_net, r, config.search.hessian_iters))
 
@@ -134,13 +137,39 @@ class Searcher:
             for e in itertools.count())
         return zip(train_batches, val)
 
-    def eval_split(self, state, x, y) -> dict:
-        """Loss and accuracy of the supernet (inference mode, normalized weights), in padded
-        batches of ``data.eval_batch_size`` (:func:`jaxnas.train.evaluate`)."""
-        means = train.evaluate(lambda xb, yb, mask: self.evaluate(state.params, state.batch_stats, state.arch,
-                                                                   xb, yb, mask),
-                               x, y, self.config.data.eval_batch_size)
-        return {'loss': means['loss'], 'acc': means['correct']}
+    def split(self, name: str) -> tuple:
+        """``(x, y)`` of the split ``name`` (``train``, ``val`` or ``test``)."""
+        return getattr(self.data, f'{name}_x'), getattr(self.data, f'{name}_y')
+
+    def genotype_scores(self, state, genotype, splits: dict) -> dict:
+        """The supernet metric of ``genotype`` (:mod:`jaxnas.supernet_metric`): its one-hot
+        path in :attr:`metric_net`, BatchNorm recalibrated on :attr:`calibration_x` (the
+        state is only read), inference mode; ``{name: {'loss', 'acc'}}`` per split
+        ``name -> (x, y)``, in padded batches of ``data.eval_batch_size``."""
+        return supernet_metric.path_scores(self.path_programs, state.params, state.batch_stats,
+                                           self.space.one_hot(genotype), self.calibration_x, splits,
+                                           self.config.data.eval_batch_size)
+
+    def mixture_scores(self, state, splits: dict) -> Optional[dict]:
+        """The soft mixture of the relaxation's normalized weights, inference mode, the run's
+        running statistics (the methods' own supernet accuracy); ``None`` in single-path mode."""
+        if self.evaluate is None:
+            return None
+        return supernet_metric.mixture_scores(self.evaluate, state.params, state.batch_stats,
+                                              self.relaxation.normalized(state.arch), splits,
+                                              self.config.data.eval_batch_size)
+
+    def eval_splits(self, state, genotype, names=('val',)) -> dict:
+        """The log's and summary's evaluation keys on the named splits: ``derived_<split>_acc``
+        / ``_loss`` (the supernet metric) and, where the mode runs a mixture,
+        ``supernet_<split>_acc_mixture`` / ``supernet_<split>_loss_mixture``."""
+        splits = {n: self.split(n) for n in names}
+        out = {}
+        for n, s in self.genotype_scores(state, genotype, splits).items():
+            out[f'derived_{n}_acc'], out[f'derived_{n}_loss'] = s['acc'], s['loss']
+        for n, s in (self.mixture_scores(state, splits) or {}).items():
+            out[f'supernet_{n}_acc_mixture'], out[f'supernet_{n}_loss_mixture'] = s['acc'], s['loss']
+        return out
 
     def weights(self, state) -> dict:
         return jax.tree.map(np.asarray, self.relaxation.normalized(state.arch))
@@ -234,13 +263,13 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         step_time = (time.time() - t0) / max(len(history), 1)
         means = {k: float(train.finite_mean([h[k] for h in history]))   # the steps not skipped
                  for k in history[0] if k != 'consecutive_skips'}
-        val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
         weights = searcher.weights(state)
         genotype = searcher.derive(weights)
+        scores = searcher.eval_splits(state, genotype, ('val',))
         train_time = time.time() - t0
         record = {
             'epoch': epoch + 1, 'step': int(state.step), **means,
-            'supernet_val_loss': val['loss'], 'supernet_val_acc': val['acc'],
+            **scores, supernet_metric.SAMPLED: means['val_acc'],
             'epoch_time_s': train_time, 'step_time_s': step_time,
             'skipped_steps': int(state.skips.skipped), 'consecutive_skips': int(state.skips.consecutive),
             **searcher.diagnostics(state, weights, genotype, epoch + 1),
@@ -249,8 +278,10 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         }
         runs.append_jsonl(log_path, record)
         ckpt.save(epoch + 1, state)
-        bar.write(f"epoch {epoch + 1}/{epochs}: train acc {means['train_acc']:.3f}, supernet val acc "
-                  f"{val['acc']:.3f}, {genotype}")
+        mixture = scores.get(supernet_metric.MIXTURE)
+        bar.write(f"epoch {epoch + 1}/{epochs}: train acc {means['train_acc']:.3f}, derived val acc "
+                  f"{scores[supernet_metric.KEY]:.3f}" + ('' if mixture is None else f' (mixture {mixture:.3f})')
+                  + f", {genotype}")
     bar.close()
     ckpt.close()
     done = int(state.step) // spe
@@ -265,9 +296,9 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         'step_memory_bytes': (searcher.memory or {}).get('total'), 'skipped_steps': int(state.skips.skipped),
     }
     if done >= epochs:
-        test = searcher.eval_split(state, searcher.data.test_x, searcher.data.test_y)
-        val = searcher.eval_split(state, searcher.data.val_x, searcher.data.val_y)
-        summary.update({'supernet_val_acc': val['acc'], 'supernet_test_acc': test['acc'],
+        last = record or runs.read_jsonl(log_path)[-1]
+        summary.update({'derived_metric': searcher.metric, **searcher.eval_splits(state, genotype, ('val', 'test')),
+                        supernet_metric.SAMPLED: last.get(supernet_metric.SAMPLED),
                         **searcher.space.diagnostics(weights, genotype, searcher.relaxation.threshold),
                         'num_params': costs.count_params(state.params)})
         if searcher.space.tabular is not None:

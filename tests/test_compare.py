@@ -23,14 +23,17 @@ def test_compare_writes_table_and_plots_and_resumes(tmp_path):
     for name, stats in record['relaxations'].items():
         assert set(stats['genotypes']) == {0, 1}
         assert stats['mode'] == ('single_path' if name == 'gdas' else 'dense')
-        assert 0 <= stats['supernet_val_acc']['mean'] <= 1 and stats['supernet_val_acc']['std'] >= 0
+        assert 0 <= stats['derived_val_acc']['mean'] <= 1 and stats['derived_val_acc']['std'] >= 0
+        assert (stats['supernet_val_acc_mixture']['mean'] is None) == (name == 'gdas')   # single path: no mixture
         assert stats['hessian_eigenvalue']['mean'] is not None
         assert stats['step_time_s']['mean'] > 0
     for f in ('compare.md', 'compare.csv', 'compare.json', 'alphas.png', 'eigenvalue.png'):
         assert os.path.getsize(os.path.join(workdir, f)) > 0, f
     with open(os.path.join(workdir, 'compare.csv')) as f:
         rows = list(csv.DictReader(f))
-    assert [r['relaxation'] for r in rows] == ['darts', 'gdas']
+    assert [r['relaxation'] for r in rows] == record['ranking'] and sorted(record['ranking']) == ['darts', 'gdas']
+    derived = [float(r['derived_val_acc_mean']) for r in rows]
+    assert derived == sorted(derived, reverse=True)   # ranked on the one supernet metric
     md = open(os.path.join(workdir, 'compare.md')).read()
     assert '| gdas | single_path |' in md and 'Genotype(normal=' in md
     # rerunning resumes every finished search instead of training again

@@ -41,7 +41,7 @@ def test_search_outputs_determinism_and_resume(tmp_path):
         assert alphas.shape == (14, 8)
         np.testing.assert_allclose(alphas.sum(-1), 1, atol=1e-4)
         darts.from_text(l['genotype'])
-        assert np.isfinite(l['train_loss']) and 0 <= l['supernet_val_acc'] <= 1
+        assert np.isfinite(l['train_loss']) and 0 <= l['derived_val_acc'] <= 1 and 0 <= l['supernet_val_acc_mixture'] <= 1
 
     # same seed, fresh directory: identical bits
     again = str(tmp_path / 'again')
