@@ -14,7 +14,9 @@ interrupted study resumes where it stopped) and writes into ``workdir`` (claimed
   time and step time, and the derived genotype of each seed;
 - ``alphas.png``: the relaxed weight of each op (mean over the normal cell's edges)
   over the epochs, one panel per relaxation;
-- ``eigenvalue.png``: the dominant eigenvalue over the epochs per relaxation.
+- ``eigenvalue.png``: the dominant eigenvalue over the epochs per relaxation;
+- ``collapse.png``: per epoch, the derived normal cell's skip_connect count, the signed
+  dominant eigenvalue and the supernet metric (``derived_val_acc``), mean over seeds.
 """
 from __future__ import annotations
 
@@ -186,18 +188,43 @@ def _plot(rows, config, workdir):
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, runs in rows.items():
-        curves = [[r.get('hessian_eigenvalue', np.nan) for r in run['log']] for run in runs]
-        length = min(len(c) for c in curves)
-        values = np.array([c[:length] for c in curves], dtype=float)
-        seen = np.isfinite(values).sum(axis=0)   # epochs without an estimate (hessian_every) stay NaN
-        mean = np.where(seen > 0, np.nansum(values, axis=0) / np.maximum(seen, 1), np.nan)
-        ax.plot(range(1, length + 1), mean, marker='o', label=name)
+        ax.plot(*_curve(runs, 'hessian_eigenvalue'), marker='o', label=name)
     ax.set_xlabel('epoch')
     ax.set_ylabel('dominant Hessian eigenvalue (val loss, α)')
     ax.legend(fontsize=7)
     fig.tight_layout()
     runs_lib.save_figure(fig, os.path.join(workdir, 'eigenvalue.png'), dpi=110)
     plt.close(fig)
+
+    # The collapse indicators side by side (Zela et al. 2020): the derived normal cell's
+    # skip_connect count, the signed λ_max, and the one supernet metric, per epoch.
+    panels = [('skip_connect_normal', 'skip_connect in derived cell'),
+              ('hessian_eigenvalue', 'Hessian λ_max (signed)'),
+              (supernet_metric.KEY, 'derived val acc (BN recalibrated)')]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for name, runs in rows.items():
+            ax.plot(*_curve(runs, key), marker='.', label=name)
+        ax.set_xlabel('epoch')
+        ax.set_ylabel(label)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f'{config.space} space on {config.data.name}: mean over seeds {list(config.compare.seeds)}',
+                 fontsize=9)
+    fig.tight_layout()
+    runs_lib.save_figure(fig, os.path.join(workdir, 'collapse.png'), dpi=110)
+    plt.close(fig)
+
+
+def _curve(runs, key):
+    """``(epochs, mean over seeds)`` of a logged value; epochs without it (e.g. between
+    Hessian estimates) stay NaN, without a RuntimeWarning."""
+    curves = [[r.get(key, np.nan) for r in run['log']] for run in runs]
+    length = min(len(c) for c in curves)
+    values = np.array([[np.nan if v is None else v for v in c[:length]] for c in curves], dtype=float)
+    seen = np.isfinite(values).sum(axis=0)
+    mean = np.where(seen > 0, np.nansum(np.where(np.isfinite(values), values, 0.0), axis=0) / np.maximum(seen, 1),
+                    np.nan)
+    return np.arange(1, length + 1), mean
 
 
 def _command(args, overrides) -> int:

@@ -27,7 +27,7 @@ def test_compare_writes_table_and_plots_and_resumes(tmp_path):
         assert (stats['supernet_val_acc_mixture']['mean'] is None) == (name == 'gdas')   # single path: no mixture
         assert stats['hessian_eigenvalue']['mean'] is not None
         assert stats['step_time_s']['mean'] > 0
-    for f in ('compare.md', 'compare.csv', 'compare.json', 'alphas.png', 'eigenvalue.png'):
+    for f in ('compare.md', 'compare.csv', 'compare.json', 'alphas.png', 'eigenvalue.png', 'collapse.png'):
         assert os.path.getsize(os.path.join(workdir, f)) > 0, f
     with open(os.path.join(workdir, 'compare.csv')) as f:
         rows = list(csv.DictReader(f))
