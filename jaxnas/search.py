@@ -23,6 +23,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxnas import bilevel, config as config_lib, costs, data as data_lib, relax, runs, spaces, supernet_metric, train
 from jaxnas.nn import init_variables
@@ -75,9 +76,13 @@ class Searcher:
         self.schedule = train.make_cosine_schedule(o.w_lr, o.w_lr_min, config.search.epochs, self.steps_per_epoch)
         self.w_tx = train.make_sgd(self.schedule, momentum=o.w_momentum, weight_decay=o.w_weight_decay,
                                    grad_clip=o.grad_clip)
+        warmup = relax.warmup_steps(r, config.search.epochs, self.steps_per_epoch)
+        a_lr = o.a_lr
+        if o.a_schedule == 'cosine':   # per architecture step, from a_lr to 0 over the steps taken
+            a_lr = optax.cosine_decay_schedule(o.a_lr, max(config.search.epochs * self.steps_per_epoch - warmup, 1))
         self.a_tx = bilevel.make_arch_optimizer(
-            lr=o.a_lr, b1=o.a_b1, b2=o.a_b2, weight_decay=relax.arch_weight_decay(r, o.a_weight_decay),
-            warmup_steps=relax.warmup_steps(r, config.search.epochs, self.steps_per_epoch))
+            lr=a_lr, b1=o.a_b1, b2=o.a_b2, weight_decay=relax.arch_weight_decay(r, o.a_weight_decay),
+            warmup_steps=warmup)
         augment = None
         if self.data.augment:
             flip = self.data.flip
