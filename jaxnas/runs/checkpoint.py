@@ -20,6 +20,8 @@ import sys
 from typing import Any, Optional, Tuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxnas.errors import JaxnasError
@@ -27,6 +29,15 @@ from jaxnas.errors import JaxnasError
 
 class CheckpointError(JaxnasError):
     """No checkpoint of a run can be read (one line)."""
+
+
+def _uncommitted(x):
+    """``x`` as a fresh state holds it: orbax returns arrays committed to a device, and jit
+    keys its programs on that, so a resumed run would compile its step (and the metric's
+    programs) again instead of loading the fresh run's from the persistent cache. Same bits."""
+    if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jnp.asarray(np.asarray(x))
+    return x
 
 
 def _collect_quietly(failed: list) -> None:
@@ -105,7 +116,7 @@ class Checkpointer:
     def _restore(self, step: int, template: Any) -> Any:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        return jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(state))
+        return jax.tree.unflatten(jax.tree.structure(template), [_uncommitted(x) for x in jax.tree.leaves(state)])
 
     def _readable(self, step: int) -> bool:
         """Whether checkpoint ``step`` reads as saved (its own metadata, no template)."""
