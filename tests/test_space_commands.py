@@ -28,13 +28,16 @@ def test_compare_on_mbconv(tmp_path):
 
 def test_run_on_mbconv(tmp_path):
     workdir = str(tmp_path / 'run')
-    assert cli.main(['run', '--config', TINY, '--workdir', workdir, '--no-progress']) == 0
+    assert cli.main(['run', '--config', TINY, '--workdir', workdir, '--no-progress',
+                     '--config.pipeline.random_archs=1']) == 0   # one random cell: one more compile, not 3
     rep = json.load(open(os.path.join(workdir, 'report.json')))
-    label = f"NAS ({spaces.get('mbconv').label})"
-    assert set(rep['models']) == {label, 'Manual (ResNet)'}
+    space = spaces.get('mbconv')
+    label, rand = f'NAS ({space.label})', rep['random']
+    assert set(rep['models']) == {label, rand['label'], 'Manual (ResNet)'} and rand['label'].startswith('Random (')
     nas, manual = rep['models'][label], rep['models']['Manual (ResNet)']
     assert abs(manual['cost']['params'] - nas['cost']['params']) <= 0.05 * nas['cost']['params']
-    space = spaces.get('mbconv')
     assert space.is_genotype(space.parse(rep['genotype']))
+    assert rand['space'] == 'mbconv' and len(rand['candidates']) == 1
+    assert space.is_genotype(space.parse(rand['candidates'][0]['genotype']))
     for path in space.draw(space.parse(rep['genotype']), str(tmp_path)):
         assert os.path.basename(path) in os.listdir(workdir)
