@@ -61,6 +61,14 @@ def test_search_outputs_determinism_and_resume(tmp_path):
         assert _bits(state.batch_stats) == _bits(state_full.batch_stats)
         assert _bits((state.w_opt, state.a_opt)) == _bits((state_full.w_opt, state_full.a_opt))
     assert open(os.path.join(resumed, 'genotype.txt')).read() == open(os.path.join(full, 'genotype.txt')).read()
+    # the summary's supernet metric is the final state's derived path on recalibrated statistics:
+    # recomputed from the checkpoint, and the same with the run's running statistics wrecked
+    searcher = search.Searcher(config)
+    val = {'val': searcher.split('val')}
+    scores = searcher.genotype_scores(state_full, g, val)['val']
+    assert scores['acc'] == summary['derived_val_acc'] == lines[-1]['derived_val_acc']
+    wrecked = state_full._replace(batch_stats=jax.tree.map(lambda v: v * 0 + 50.0, state_full.batch_stats))
+    assert searcher.genotype_scores(wrecked, g, val)['val'] == scores
     assert len(open(os.path.join(resumed, 'log.jsonl')).readlines()) == 2
 
     # a different config in the same work directory is refused, nothing overwritten
