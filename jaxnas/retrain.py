@@ -452,11 +452,17 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     if ckpt:
         ckpt.close()
     done = int(state.step[0]) // spe
+    step_memory = (trainer.memory or {}).get('total')
+    if workdir:   # kept for the summary of a later call that compiles nothing (resumed after its last save)
+        step_path = os.path.join(workdir, 'step.json')
+        if step_memory is not None:
+            runs.write_json(step_path, {'step_memory_bytes': step_memory})
+        step_memory = (runs.read_json(step_path) or {}).get('step_memory_bytes')
     summary = {'description': description or {}, 'seeds': list(map(int, seeds)), 'epochs_done': done,
                'epochs': epochs, 'complete': done >= epochs, 'eval_split': data.eval_split,
                'steps_per_epoch': spe, 'batch_size': r.batch_size, 'compute_dtype': r.compute_dtype,
                'train_wall_time_s_this_call': time.time() - t_start,
-               'step_compile_s': trainer.compile_s, 'step_memory_bytes': (trainer.memory or {}).get('total'),
+               'step_compile_s': trainer.compile_s, 'step_memory_bytes': step_memory,
                'skipped_steps': np.asarray(state.skips.skipped).tolist(),
                'step_time_s_median': float(np.median(step_times)) if step_times else None,
                'seeds_trained_together': len(trainer.seeds), 'backend': jax.default_backend()}

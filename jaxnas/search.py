@@ -237,6 +237,12 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     spe = searcher.steps_per_epoch
     if step is None and start_epoch < last:   # resuming: compiled only if there is training left
         step = searcher.compile_step(state)
+    # The compiled step's memory, kept for the summary of a later call that compiles nothing
+    # (a run resumed after its last checkpoint).
+    step_path = os.path.join(workdir, 'step.json')
+    if searcher.memory is not None:
+        runs.write_json(step_path, {'step_memory_bytes': searcher.memory.get('total')})
+    step_memory = (runs.read_json(step_path) or {}).get('step_memory_bytes')
     bar = _progress(epochs * spe, start_epoch * spe, not progress)
 
     def check_skips(m, at):   # when the host syncs anyway: stop before a poisoned state is saved
@@ -298,7 +304,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         'relaxation': config.relaxation.name, 'mode': searcher.mode, 'order': config.search.order,
         'data': config.data.name, 'seed': config.seed,
         'wall_time_s_this_call': time.time() - t_start, 'step_compile_s': searcher.compile_s,
-        'step_memory_bytes': (searcher.memory or {}).get('total'), 'skipped_steps': int(state.skips.skipped),
+        'step_memory_bytes': step_memory, 'skipped_steps': int(state.skips.skipped),
     }
     if done >= epochs:
         last = record or runs.read_jsonl(log_path)[-1]

@@ -70,6 +70,9 @@ def test_search_outputs_determinism_and_resume(tmp_path):
     wrecked = state_full._replace(batch_stats=jax.tree.map(lambda v: v * 0 + 50.0, state_full.batch_stats))
     assert searcher.genotype_scores(wrecked, g, val)['val'] == scores
     assert len(open(os.path.join(resumed, 'log.jsonl')).readlines()) == 2
+    # rerunning a finished run compiles no step; its summary still gives the step's memory
+    rerun = search.run_search(config, full, progress=False)
+    assert rerun['step_memory_bytes'] == summary['step_memory_bytes'] is not None
 
     # a different config in the same work directory is refused, nothing overwritten
     before = open(os.path.join(full, 'summary.json')).read()
