@@ -240,9 +240,10 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     # The compiled step's memory, kept for the summary of a later call that compiles nothing
     # (a run resumed after its last checkpoint).
     step_path = os.path.join(workdir, 'step.json')
-    if searcher.memory is not None:
-        runs.write_json(step_path, {'step_memory_bytes': searcher.memory.get('total')})
     step_memory = (runs.read_json(step_path) or {}).get('step_memory_bytes')
+    if searcher.memory is not None and searcher.memory.get('total') != step_memory:
+        step_memory = searcher.memory.get('total')
+        runs.write_json(step_path, {'step_memory_bytes': step_memory})
     bar = _progress(epochs * spe, start_epoch * spe, not progress)
 
     def check_skips(m, at):   # when the host syncs anyway: stop before a poisoned state is saved
