@@ -453,12 +453,8 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
         ckpt.close()
     done = int(state.step[0]) // spe
     step_memory = (trainer.memory or {}).get('total')
-    if workdir:   # kept for the summary of a later call that compiles nothing (resumed after its last save)
-        step_path = os.path.join(workdir, 'step.json')
-        kept = (runs.read_json(step_path) or {}).get('step_memory_bytes')
-        if step_memory is not None and step_memory != kept:
-            runs.write_json(step_path, {'step_memory_bytes': step_memory})
-        step_memory = kept if step_memory is None else step_memory
+    if workdir:
+        step_memory = runs.kept_step_memory(workdir, step_memory)
     summary = {'description': description or {}, 'seeds': list(map(int, seeds)), 'epochs_done': done,
                'epochs': epochs, 'complete': done >= epochs, 'eval_split': data.eval_split,
                'steps_per_epoch': spe, 'batch_size': r.batch_size, 'compute_dtype': r.compute_dtype,

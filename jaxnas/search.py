@@ -237,13 +237,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     spe = searcher.steps_per_epoch
     if step is None and start_epoch < last:   # resuming: compiled only if there is training left
         step = searcher.compile_step(state)
-    # The compiled step's memory, kept for the summary of a later call that compiles nothing
-    # (a run resumed after its last checkpoint).
-    step_path = os.path.join(workdir, 'step.json')
-    step_memory = (runs.read_json(step_path) or {}).get('step_memory_bytes')
-    if searcher.memory is not None and searcher.memory.get('total') != step_memory:
-        step_memory = searcher.memory.get('total')
-        runs.write_json(step_path, {'step_memory_bytes': step_memory})
+    step_memory = runs.kept_step_memory(workdir, (searcher.memory or {}).get('total'))
     bar = _progress(epochs * spe, start_epoch * spe, not progress)
 
     def check_skips(m, at):   # when the host syncs anyway: stop before a poisoned state is saved

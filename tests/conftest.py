@@ -1,7 +1,9 @@
 """Shared fixtures: one tiny search config, XLA set up for fast compiles."""
 import os
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import pytest
 
 # Tests compile many small programs and run them on tiny shapes: skip XLA's expensive
@@ -30,3 +32,18 @@ def make_tiny_config(**changes):
 @pytest.fixture
 def tiny_config():
     return make_tiny_config()
+
+
+class ToyMixed(nn.Module):
+    """Two mixed 'edges' of 3 dense ops each, with a BatchNorm statistic: a small problem
+    with the supernet's calling convention ``apply(variables, x, mix, train)``."""
+
+    @nn.compact
+    def __call__(self, x, mix, train=True):
+        w0 = self.param('w0', nn.initializers.normal(0.5), (3, x.shape[-1], 6))
+        w1 = self.param('w1', nn.initializers.normal(0.5), (3, 6, 4))
+        mean = self.variable('batch_stats', 'mean', jnp.zeros, (6,))
+        h = jnp.einsum('p,pbh->bh', mix['normal'][0], jnp.tanh(jnp.einsum('bd,pdh->pbh', x, w0)))
+        if train and not self.is_initializing():
+            mean.value = 0.9 * mean.value + 0.1 * h.mean(0)
+        return jnp.einsum('p,pbk->bk', mix['normal'][1], jnp.einsum('bh,phk->pbk', h, w1))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, make_tiny_config
+from conftest import ROOT, ToyMixed, make_tiny_config
 
 from jaxnas import bilevel, cli, data as data_lib, fitness, relax, retrain, runs, search, searchers, spaces, train
 from jaxnas.errors import JaxnasError
@@ -56,21 +56,6 @@ def test_guard_helpers():
 
 
 # ------------------------------------------------------------------------------ bilevel step
-
-class ToyMixed(nn.Module):
-    """Two mixed 'edges' of 3 dense ops with a running statistic: the supernet's calling
-    convention ``apply(variables, x, mix, train)`` on a problem that compiles in a second."""
-
-    @nn.compact
-    def __call__(self, x, mix, train=True):
-        w0 = self.param('w0', nn.initializers.normal(0.5), (3, x.shape[-1], 6))
-        w1 = self.param('w1', nn.initializers.normal(0.5), (3, 6, 4))
-        mean = self.variable('batch_stats', 'mean', jnp.zeros, (6,))
-        h = jnp.einsum('p,pbh->bh', mix['normal'][0], jnp.tanh(jnp.einsum('bd,pdh->pbh', x, w0)))
-        if train and not self.is_initializing():
-            mean.value = 0.9 * mean.value + 0.1 * h.mean(0)
-        return jnp.einsum('p,pbk->bk', mix['normal'][1], jnp.einsum('bh,phk->pbk', h, w1))
-
 
 def _toy_search(order, fuse):
     key = jax.random.PRNGKey(0)

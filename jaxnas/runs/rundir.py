@@ -215,3 +215,20 @@ def _has_torn_tail(path: str) -> bool:
             return False
         f.seek(-1, os.SEEK_END)
         return f.read(1) != b'\n'
+
+
+STEP_FILE = 'step.json'
+
+
+def kept_step_memory(workdir: str, compiled_bytes: Optional[int]) -> Optional[int]:
+    """The compiled step's memory in bytes: ``compiled_bytes`` when this call compiled the
+    step (kept in ``workdir/step.json``, rewritten only when it changed), else the value an
+    earlier call kept, so a call that compiles nothing (a run resumed after its last
+    checkpoint) reports the same summary."""
+    path = os.path.join(workdir, STEP_FILE)
+    kept = (read_json(path) or {}).get('step_memory_bytes')
+    if compiled_bytes is None:
+        return kept
+    if compiled_bytes != kept:
+        write_json(path, {'step_memory_bytes': compiled_bytes})
+    return compiled_bytes
