@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxnas import train
+from jaxnas.costs import objective as costs_objective
 from jaxnas.errors import JaxnasError
 from jaxnas.relax import Relaxation
 
@@ -135,7 +136,7 @@ def hypergradient(order: str, loss: Callable, state: SearchState, arch, train_ba
 def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, order: str = 'first',
               momentum: float = 0.9, weight_decay: float = 3e-4, penalty_weight: float = 1.0,
               augment: Optional[Callable] = None, fuse_phases: bool = True,
-              single_level: bool = False) -> Callable:
+              single_level: bool = False, cost=None) -> Callable:
     """The bilevel step, un-jitted (jit it once, donating ``state``).
 
     With ``order='first'`` and ``fuse_phases`` the two phases run as a ``lax.scan`` of
@@ -149,6 +150,11 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
     training batch with respect to both weights and architecture, both updated from it
     (the architecture with its penalty); the validation batch only gives the reported
     ``val_loss`` / ``val_acc`` (a forward pass that does not change the state).
+
+    ``cost`` (a :class:`jaxnas.costs.objective.CostTerm`): the architecture update descends
+    the cost form of the architecture loss (cross-entropy and expected hardware cost,
+    :func:`jaxnas.costs.objective.combine`), with the forward pass's key and step (GDAS's
+    cost is its sample's); the metrics add ``expected_cost`` and ``arch_loss``.
     """
     if order not in ORDERS:
         raise JaxnasError(f"unknown search order {order!r}; choose one of {', '.join(ORDERS)}")
@@ -157,14 +163,18 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
                           "relaxation (e.g. relaxation.kwargs.single_level=False); use search.order='first'")
     loss = make_loss(net, relaxation)
 
-    def arch_update(arch, a_opt, g_a, loss_value):
+    def arch_update(arch, a_opt, g_a, loss_value, key, step):
+        arch_loss, g_a, expected = costs_objective.combine(cost, arch, key, step, loss_value, g_a)
         penalty, g_pen = jax.value_and_grad(relaxation.penalty)(arch)
         g_a = jax.tree.map(lambda g, p: g + penalty_weight * p, g_a, g_pen)
         a_updates, new_a_opt = a_tx.update(g_a, a_opt, arch)
         new_arch, norm = optax.apply_updates(arch, a_updates), optax.tree.norm(g_a)
-        ok = train.all_finite(loss_value, penalty, norm, new_arch, new_a_opt)
+        ok = train.all_finite(arch_loss, penalty, norm, new_arch, new_a_opt)
         new_arch, new_a_opt = train.keep_if(ok, (new_arch, new_a_opt), (arch, a_opt))
-        return new_arch, new_a_opt, penalty, norm, ok
+        return new_arch, new_a_opt, penalty, norm, ok, {'expected_cost': expected, 'arch_loss': arch_loss}
+
+    def cost_metrics(info):
+        return info if cost is not None else {}
 
     def weight_update(params, batch_stats, w_opt, loss_value, new_stats, g_w):
         w_updates, new_w_opt = w_tx.update(g_w, w_opt, params)
@@ -197,27 +207,28 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
                 params, batch_stats, arch, batch, key, state.step)
 
             def update_arch(_):
-                new_arch, new_a_opt, penalty, norm, ok = arch_update(arch, a_opt, g_a, value)
-                return (params, batch_stats, new_arch, w_opt, new_a_opt), penalty, norm, ok
+                new_arch, new_a_opt, penalty, norm, ok, info = arch_update(arch, a_opt, g_a, value, key, state.step)
+                return (params, batch_stats, new_arch, w_opt, new_a_opt), penalty, norm, ok, info
 
             def update_weights(_):
                 new_params, new_batch_stats, new_w_opt, norm, ok = weight_update(
                     params, batch_stats, w_opt, value, new_stats, g_w)
+                zero = jnp.zeros((), jnp.float32)
                 return ((new_params, new_batch_stats, arch, new_w_opt, a_opt),
-                        jnp.zeros((), jnp.float32), norm, ok)
+                        zero, norm, ok, {'expected_cost': zero, 'arch_loss': zero})
 
-            carry, penalty, norm, ok = jax.lax.cond(is_weight_phase, update_weights, update_arch, None)
-            return carry, (value, logits, penalty, norm, ok)
+            carry, penalty, norm, ok, info = jax.lax.cond(is_weight_phase, update_weights, update_arch, None)
+            return carry, (value, logits, penalty, norm, ok, info)
 
         carry = (state.params, state.batch_stats, state.arch, state.w_opt, state.a_opt)
-        (params, batch_stats, arch, w_opt, a_opt), (values, logits, penalty, norms, oks) = jax.lax.scan(
+        (params, batch_stats, arch, w_opt, a_opt), (values, logits, penalty, norms, oks, info) = jax.lax.scan(
             phase, carry, (jnp.array([False, True]), batches, jnp.stack([k_val, k_train])))
         skips, skip_info = skip_metrics(state, oks[0], oks[1])
         metrics = {
             'train_loss': values[1], 'train_acc': train.accuracy(logits[1], train_batch[1]),
             'val_loss': values[0], 'val_acc': train.accuracy(logits[0], val_batch[1]),
             'penalty': penalty[0], 'lr': schedule(state.step), 'w_grad_norm': norms[1], 'a_grad_norm': norms[0],
-            **skip_info,
+            **skip_info, **cost_metrics({k: v[0] for k, v in info.items()}),
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key, skips), metrics
 
@@ -228,7 +239,8 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         # Architecture step on the validation batch.
         (val_loss, val_logits), g_a = hypergradient(order, loss, state, state.arch, train_batch, val_batch,
                                                     k_train, k_val, lr, momentum, weight_decay)
-        arch, a_opt, penalty, a_norm, ok_arch = arch_update(state.arch, state.a_opt, g_a, val_loss)
+        arch, a_opt, penalty, a_norm, ok_arch, info = arch_update(state.arch, state.a_opt, g_a, val_loss, k_val,
+                                                                  state.step)
 
         # Weight step on the training batch, with the updated architecture.
         (train_loss, (batch_stats, train_logits)), g_w = jax.value_and_grad(loss, has_aux=True)(
@@ -241,7 +253,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
             'train_loss': train_loss, 'train_acc': train.accuracy(train_logits, train_batch[1]),
             'val_loss': val_loss, 'val_acc': train.accuracy(val_logits, val_batch[1]),
             'penalty': penalty, 'lr': lr, 'w_grad_norm': w_norm,
-            'a_grad_norm': a_norm, **skip_info,
+            'a_grad_norm': a_norm, **skip_info, **cost_metrics(info),
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key, skips), metrics
 
@@ -250,7 +262,8 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
         (train_loss, (new_stats, train_logits)), (g_w, g_a) = jax.value_and_grad(
             loss, argnums=(0, 2), has_aux=True)(state.params, state.batch_stats, state.arch, train_batch, k_train,
                                                 state.step)
-        arch, a_opt, penalty, a_norm, ok_arch = arch_update(state.arch, state.a_opt, g_a, train_loss)
+        arch, a_opt, penalty, a_norm, ok_arch, info = arch_update(state.arch, state.a_opt, g_a, train_loss, k_train,
+                                                                  state.step)
         params, batch_stats, w_opt, w_norm, ok_weights = weight_update(
             state.params, state.batch_stats, state.w_opt, train_loss, new_stats, g_w)
         skips, skip_info = skip_metrics(state, ok_arch, ok_weights)
@@ -259,7 +272,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
             'train_loss': train_loss, 'train_acc': train.accuracy(train_logits, train_batch[1]),
             'val_loss': val_loss, 'val_acc': train.accuracy(val_logits, val_batch[1]),
             'penalty': penalty, 'lr': schedule(state.step), 'w_grad_norm': w_norm,
-            'a_grad_norm': a_norm, **skip_info,
+            'a_grad_norm': a_norm, **skip_info, **cost_metrics(info),
         }
         return SearchState(state.step + 1, params, batch_stats, arch, w_opt, a_opt, state.key, skips), metrics
 

@@ -23,7 +23,14 @@ A relaxation is a small NamedTuple of pure functions, in the style of an optax
 - ``single_level``: ``True`` if weights and architecture descend the same training loss
   on the same training batch (one gradient, both updates; no arch-val data);
 - ``warmup_epochs``: epochs of weight training before the first architecture update
-  (``None``: 30% of the search, rounded; see :func:`warmup_steps`).
+  (``None``: 30% of the search, rounded; see :func:`warmup_steps`);
+- ``cost_weights(logits, key, step) -> weights``: the op distribution a hardware cost
+  term takes its expectation under (:mod:`jaxnas.costs.objective`): the masked softmax of
+  the op logits for darts, snas, pcdarts (edge weights ``beta`` left out) and fairdarts;
+  the Dirichlet mean (the expectation of its sampled weights) for drnas; for gdas the
+  straight-through hard sample itself (``key``, ``step``: the forward pass's), whose
+  forward value is the sampled op's cost; ``None`` (random_path): no architecture
+  gradient, so no cost term.
 
 Registered methods (:data:`RELAXATIONS`, built with :func:`make_relaxation`):
 
@@ -85,6 +92,7 @@ class Relaxation(NamedTuple):
     arch_weight_decay: Optional[float] = None
     single_level: bool = False
     warmup_epochs: Optional[float] = 0
+    cost_weights: Optional[Callable] = None
 
 
 def warmup_steps(relaxation: Relaxation, epochs: int, steps_per_epoch: int) -> int:
@@ -207,11 +215,18 @@ def softmax(temperature: float = 1.0, *, space=None, total_steps: int = 1) -> Re
         del key, step
         return normalized(logits)
 
-    return Relaxation(init_logits, weights, _no_penalty, normalized)
+    return Relaxation(init_logits, weights, _no_penalty, normalized,
+                      cost_weights=lambda logits, key, step: normalized(logits))
 
 
 def _softmax_weights(mask=None):
     return lambda logits: _map(lambda a: jax.nn.softmax(a, axis=-1), _masked_logits(logits, mask))
+
+
+def _softmax_cost(mask=None):
+    """``cost_weights``: the masked softmax of the op logits (key and step unused)."""
+    probs = _softmax_weights(mask)
+    return lambda logits, key, step: probs(logits)
 
 
 def _gumbel(tau: Callable, hard: bool, mode: str, mask=None) -> Relaxation:
@@ -221,7 +236,9 @@ def _gumbel(tau: Callable, hard: bool, mode: str, mask=None) -> Relaxation:
         return {k: gumbel_softmax(a, keys[k], tau(step), hard=hard)
                 for k, a in _cells(_masked_logits(logits, mask)).items()}
 
-    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights(mask), mode=mode)
+    # GDAS: the straight-through sample (forward: the sampled op's cost); SNAS: the softmax.
+    cost = weights if hard else _softmax_cost(mask)
+    return Relaxation(init_logits, weights, _no_penalty, _softmax_weights(mask), mode=mode, cost_weights=cost)
 
 
 def gdas(tau_max: float = 10.0, tau_min: float = 0.1, *, space=None, total_steps: int = 1) -> Relaxation:
@@ -321,7 +338,8 @@ def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, arch_wei
                 total = total + 0.5 * jnp.sum(jnp.square(allowed(k, jnp.ones_like(a)) * a))
         return reg_scale * total
 
-    return Relaxation(init_logits, weights, penalty, normalized, arch_weight_decay=float(arch_weight_decay))
+    return Relaxation(init_logits, weights, penalty, normalized, arch_weight_decay=float(arch_weight_decay),
+                      cost_weights=lambda logits, key, step: normalized(logits))
 
 
 def _segment_softmax(beta, targets):
@@ -369,7 +387,7 @@ def pcdarts(k: int = 4, warmup_epochs: Optional[float] = None, *, space=None, to
         return normalized(logits)
 
     return Relaxation(init, weights, _no_penalty, normalized, mode='partial_channel', partial_channels=k,
-                      warmup_epochs=warmup_epochs)
+                      warmup_epochs=warmup_epochs, cost_weights=_softmax_cost(mask))
 
 
 def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, zero_one: str = 'l2', *, space=None,
@@ -407,7 +425,7 @@ def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, zero_one: 
 
     np_mask = None if mask is None else {k: np.asarray(v) for k, v in mask.items()}
     return Relaxation(init_logits, weights, penalty, normalized, threshold=threshold,
-                      entropy=lambda w: binary_entropy(w, np_mask))
+                      entropy=lambda w: binary_entropy(w, np_mask), cost_weights=_softmax_cost(mask))
 
 
 def random_path(*, space=None, total_steps: int = 1) -> Relaxation:

@@ -21,7 +21,14 @@ Shapes and units:
   shape has no identity); relaxations give the others zero weight and never sample them;
 - ``edge_shapes(model, input_shape)`` is the cost models' hook: for every cell type the
   list of :class:`EdgeShape` of the search network at that input (one per edge row of the
-  cell's logits, in row order), enough to build each op of that edge alone and cost it.
+  cell's logits, in row order), enough to build each op of that edge alone and cost it;
+- ``edge_op(op_name, edge) -> module | None`` (optional) builds that op alone on an
+  :class:`EdgeShape` as a module called ``module(x, train)`` (``None``: the op computes
+  nothing, ``none``); without it the op registry's evaluation form ``(C_in, stride)`` is
+  used (:func:`jaxnas.costs.table.edge_module`);
+- ``edge_keep`` (optional, cell -> ``(edges,)``) is the share of derived genotypes that
+  keep each edge row (a DARTS node keeps 2 of its inputs); the expected cost of a mix
+  weights each row by it (default 1).
 """
 from __future__ import annotations
 
@@ -102,6 +109,8 @@ class SearchSpace:
     published: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     op_mask: Optional[Mapping[str, np.ndarray]] = None  # cell -> bool (edges, ops): ops an edge may take
     tabular: Optional[TabularBenchmark] = None   # its tabular benchmark, if it has one
+    edge_op: Optional[Callable] = None           # (op name, EdgeShape) -> module(x, train) | None
+    edge_keep: Optional[Mapping[str, np.ndarray]] = None  # cell -> (edges,) share of genotypes keeping the row
 
     def is_genotype(self, g) -> bool:
         return isinstance(g, self.genotype_type)

@@ -88,10 +88,19 @@ def check_config(config) -> None:
                           f"choose one of {', '.join(NETWORKS)}")
 
 
+def edge_keep() -> dict:
+    """A derived cell keeps 2 of the ``2 + i`` inputs of node ``i``: row weight ``2 / (2 + i)``."""
+    keep = np.zeros(G.ARCH_SHAPES['normal'][0], np.float32)
+    for node in range(G.NUM_NODES):
+        for j in range(G.NUM_INPUTS + node):
+            keep[G.edge_index(node, j)] = 2.0 / (G.NUM_INPUTS + node)
+    return {cell: keep for cell in G.CELL_TYPES}
+
+
 SPACE = SearchSpace(
     name='darts', label='DARTS cell', primitives=G.PRIMITIVES, cell_types=G.CELL_TYPES,
     arch_shapes=G.ARCH_SHAPES, edge_targets=G.EDGE_TARGETS, parameter_free=G.PARAMETER_FREE,
     genotype_type=G.Genotype, init_arch=G.init_arch, sample=G.sample, derive=G.derive, parse=G.resolve,
     from_json=G.from_json, to_json=lambda g: g.to_json(), one_hot=one_hot, choices=codec.make_codec,
     search_network=search_network, eval_network=eval_network, draw=draw, diagnostics=diagnostics,
-    edge_shapes=edge_shapes, check_config=check_config, published=G.PUBLISHED)
+    edge_shapes=edge_shapes, check_config=check_config, published=G.PUBLISHED, edge_keep=edge_keep())

@@ -55,6 +55,17 @@ def diagnostics(weights, genotype, threshold=None, *, layers: Sequence[int] = G.
     return out
 
 
+def edge_op(name: str, edge):
+    """One layer's op alone at its shapes: the evaluation network's MBConv block
+    ``C_in -> C_out`` (residual where the shapes match), the identity (where allowed)."""
+    from jaxnas.ops.eval_forms import Identity
+    from jaxnas.spaces.mbconv.evalnet import MBConvBlock
+    if name == G.SKIP:
+        return Identity()
+    k, e = G.op_spec(name)
+    return MBConvBlock(edge.c_in, edge.c_out, k, e, edge.stride)
+
+
 def check_config(config, *, space: SearchSpace, layers: Sequence[int]) -> None:
     """The macro sections build; the partial-channel K divides the scanned layers' widths."""
     from jaxnas.config import ConfigError, partial_channel_k
@@ -95,7 +106,7 @@ def make_space(layers: Sequence[int] = G.DEFAULT_LAYERS, name: str = 'mbconv') -
         eval_network=eval_network, draw=draw,
         diagnostics=functools.partial(diagnostics, **kw),
         edge_shapes=functools.partial(edge_shapes, **kw),
-        published=published, op_mask={G.CELL_TYPE: G.allowed(layers)})
+        published=published, op_mask={G.CELL_TYPE: G.allowed(layers)}, edge_op=edge_op)
     # check_config needs the space itself (PC-DARTS's relaxation is built from it)
     object.__setattr__(space, 'check_config', functools.partial(check_config, space=space, layers=layers))
     return space

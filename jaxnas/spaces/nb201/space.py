@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import numpy as np
 
 from jaxnas.spaces.base import EdgeShape, SearchSpace, TabularBenchmark
@@ -83,10 +84,36 @@ def from_json(obj):
     return G.from_json(obj)
 
 
+def edge_op(name: str, edge):
+    """One NAS-Bench-201 cell op alone (the evaluation cell's forms): ReLU-Conv-BN, the
+    bare 3x3 average pool, the identity, ``none`` (nothing)."""
+    from jaxnas.ops import eval_forms as F
+    if name == 'none':
+        return None
+    if name == 'skip_connect':
+        return F.Identity()
+    if name == 'avg_pool_3x3':
+        return F.Pool('avg', edge.stride)
+    return _NorConv(edge.c_out, {'nor_conv_1x1': 1, 'nor_conv_3x3': 3}[name], edge.stride)
+
+
+class _NorConv(nn.Module):
+    """``nor_conv_kxk`` alone: ReLU, ``k x k`` conv (padding ``(k - 1) // 2``), affine BN."""
+    C: int
+    k: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        from jaxnas.ops import eval_forms as F
+        y = F.Conv(self.C, self.k, self.stride, (self.k - 1) // 2, name='conv')(jax.nn.relu(x))
+        return F.batch_norm(self.C, 'bn')(y, train)
+
+
 SPACE = SearchSpace(
     name='nb201', label='NAS-Bench-201 cell', primitives=G.PRIMITIVES, cell_types=G.CELL_TYPES,
     arch_shapes=G.ARCH_SHAPES, edge_targets=G.EDGE_TARGETS, parameter_free=G.PARAMETER_FREE,
     genotype_type=G.Genotype, init_arch=G.init_arch, sample=G.sample, derive=derive, parse=G.resolve,
     from_json=from_json, to_json=lambda g: g.to_json(), one_hot=one_hot, choices=codec.make_codec,
     search_network=search_network, eval_network=eval_network, draw=draw, diagnostics=diagnostics,
-    edge_shapes=edge_shapes, check_config=check_config, tabular=TABULAR)
+    edge_shapes=edge_shapes, check_config=check_config, tabular=TABULAR, edge_op=edge_op)
