@@ -94,6 +94,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.discrete = discrete_config()         # `jaxnas discrete`; checked by jaxnas.discrete.validate
 
+    # Hardware cost (jaxnas.costs): a cost model's per-op table of the search network; with
+    # cost.weight > 0 the architecture loss trades cross-entropy against the expected cost.
+    c.cost = cost_config()
+
     # Retraining from scratch (jaxnas.retrain; validated there). The DARTS CIFAR protocol
     # where the value is noted; digits-sized network and budget for a 2-core CPU.
     c.retrain = ml_collections.ConfigDict()
@@ -149,6 +153,21 @@ def mbconv_config() -> ml_collections.ConfigDict:
     m.strides = (1, 2, 2)                  # stride of each stage's first layer
     m.head_channels = 64                   # 1x1 conv, BN, ReLU6, then pool and classifier
     return m
+
+
+def cost_config() -> ml_collections.ConfigDict:
+    """Defaults of the hardware cost term (:mod:`jaxnas.costs.objective`)."""
+    k = ml_collections.ConfigDict()
+    k.model = ''                           # '' (none) | a jaxnas.costs.models name: params | xla | xla-bytes |
+                                           # tpu-v4 | tpu-v5e | tpu-v5p | tpu-v6e | gpu-a100 | gpu-h100 | gpu-h200 | measured
+    k.target = 0.0                         # T, in the model's unit (`jaxnas cost` prints a genotype's cost)
+    k.form = 'hinge'                       # additive | multiplicative | hinge (jaxnas.costs.objective)
+    k.weight = 0.0                         # lambda; 0: the expected cost is logged, not in the loss
+    k.exponent = 0.6                       # multiplicative (mul#log) form's beta
+    k.batch = 0                            # examples per costed call (0: the model's default)
+    k.dtype = ''                           # '' (the model's default) | float32 | bfloat16 | float16
+    k.report_models = ('params', 'xla')    # models whose genotype cost `jaxnas retrain` / `run` report
+    return k
 
 
 def discrete_config() -> ml_collections.ConfigDict:
@@ -404,6 +423,7 @@ def choices() -> dict:
     """Field -> its valid values (each element's, for a tuple field), from the registries
     that define them. :func:`apply_overrides` and :func:`check_shared` check them."""
     from jaxnas import bilevel, data, fitness, relax, retrain, searchers, spaces
+    from jaxnas.costs import models as cost_models, objective as cost_objective
     from jaxnas.spaces.darts import evalnet
     return {
         'space': spaces.names(),
@@ -424,6 +444,10 @@ def choices() -> dict:
         'discrete.weight_sharing.relaxation': tuple(relax.RELAXATIONS),
         'discrete.weight_sharing.batch_norm': ('batch', 'running'),
         'discrete.weight_sharing.execution': tuple(fitness.EXECUTIONS),
+        'cost.model': ('',) + cost_models.names(),
+        'cost.form': tuple(cost_objective.FORMS),
+        'cost.dtype': ('',) + tuple(cost_models.DTYPES),
+        'cost.report_models': cost_models.names(),
     }
 
 
@@ -571,11 +595,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(0 <= config.optim[field] < 1, f'optim.{field}', 'must be in [0, 1)')
     for field in ('w_weight_decay', 'a_weight_decay'):
         check(config.optim[field] >= 0, f'optim.{field}', 'must be >= 0')
+    check_cost(config)
     spaces.get(config.space).check_config(config)
     try:   # the space's check_config (above) checks its widths against the partial-channel k
         relaxation_to_check(config, spaces.get(config.space))
     except JaxnasError as e:
         raise ConfigError(f'bad config value relaxation.kwargs: {e}') from None
+
+
+def check_cost(config) -> None:
+    """The cost section: a known model; with ``cost.weight > 0`` a target and a form that fit."""
+    if 'cost' not in config:
+        return
+    from jaxnas.costs import models as cost_models, objective as cost_objective
+    from jaxnas.errors import JaxnasError
+    k = config.cost
+    if k.model and k.model not in cost_models.names():
+        raise ConfigError(f"bad config value cost.model={k.model!r}: choose one of {', '.join(cost_models.names())} "
+                          "(or '' for none)")
+    if k.batch < 0:
+        raise ConfigError(f'bad config value cost.batch={k.batch!r}: must be >= 0 (0: the model\'s default)')
+    if k.weight and not k.model:
+        raise ConfigError(f'bad config value cost.weight={k.weight!r}: needs a cost model (set cost.model)')
+    if k.weight:
+        try:
+            cost_objective.check_form(k.form, k.target, k.weight, k.exponent)
+        except JaxnasError as e:
+            raise ConfigError(f'bad config value cost: {e}') from None
+        if config.relaxation.name == 'random_path':
+            raise ConfigError("bad config value cost.weight: relaxation 'random_path' has no architecture gradient, "
+                              'so a cost term has no effect (set cost.weight=0)')
+    elif k.weight < 0:
+        raise ConfigError(f'bad config value cost.weight={k.weight!r}: must be >= 0')
 
 
 def relaxation_to_check(config, space):

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from jaxnas import bilevel, config as config_lib, costs, data as data_lib, relax, runs, spaces, supernet_metric, train
+from jaxnas.costs import objective as cost_objective
 from jaxnas.nn import init_variables
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
@@ -87,11 +88,22 @@ class Searcher:
         if self.data.augment:
             flip = self.data.flip
             augment = lambda key, x: data_lib.augment_batch(key, x, pad=4, flip=flip)
+        # Hardware cost (jaxnas.costs): the search network's per-op table under cost.model, built
+        # before the step (a search never compiles for the cost model inside its loop); with
+        # cost.weight > 0 the architecture update descends the cost form of its loss.
+        self.cost_table = self.cost_term = None
+        k = config.cost
+        if k.model:
+            self.cost_table = costs.build_table(self.space, m, self.data.train_x.shape[1:], k.model,
+                                                batch=k.batch or None, dtype=k.dtype or None)
+            if k.weight > 0:
+                self.cost_term = cost_objective.make_cost_term(self.cost_table, r, form=k.form, target=k.target,
+                                                               weight=k.weight, exponent=k.exponent)
         step = bilevel.make_step(self.net, self.relaxation, self.w_tx, self.a_tx, self.schedule,
                                  order=config.search.order, momentum=o.w_momentum,
                                  weight_decay=o.w_weight_decay, penalty_weight=config.relaxation.penalty_weight,
                                  augment=augment, fuse_phases=config.search.fuse_phases,
-                                 single_level=r.single_level)
+                                 single_level=r.single_level, cost=self.cost_term)
         self.step = jax.jit(step, donate_argnums=0)
         self.compile_s = self.memory = None
         # The methods' own soft-mixture accuracy, where the mode runs a mixture (not single path).
@@ -196,6 +208,25 @@ class Searcher:
         key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), epoch)
         return float(self.hessian_eigenvalue(state.params, state.batch_stats, state.arch, x, y, key))
 
+    def cost_record(self, genotype) -> dict:
+        """The derived genotype's cost under ``cost.model`` (``{}`` without one)."""
+        if self.cost_table is None:
+            return {}
+        return {'genotype_cost': self.cost_table.genotype_cost(genotype, self.space)}
+
+    def cost_summary(self, genotype) -> Optional[dict]:
+        """The summary's ``cost`` entry: model, unit, the derived genotype's cost and the target."""
+        t = self.cost_table
+        if t is None:
+            return None
+        k = self.config.cost
+        value = t.genotype_cost(genotype, self.space)
+        out = {'model': t.model, 'unit': t.unit, 'batch': t.batch, 'dtype': t.dtype, 'genotype_cost': value,
+               'form': k.form, 'weight': k.weight, 'target': k.target if k.target > 0 else None}
+        if k.target > 0:
+            out['meets_target'] = bool(value <= k.target)
+        return out
+
     def diagnostics(self, state, weights: dict, genotype, epoch: int) -> dict:
         """Collapse indicators: skip / parameter-free op counts, entropy, Hessian eigenvalue."""
         out = {**self.space.diagnostics(weights, genotype, self.relaxation.threshold),
@@ -279,15 +310,17 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
             'epoch_time_s': train_time, 'step_time_s': step_time,
             'skipped_steps': int(state.skips.skipped), 'consecutive_skips': int(state.skips.consecutive),
             **searcher.diagnostics(state, weights, genotype, epoch + 1),
+            **searcher.cost_record(genotype),
             'genotype': str(genotype),
             'alphas': {k: np.round(v, 6).tolist() for k, v in weights.items()},
         }
         runs.append_jsonl(log_path, record)
         ckpt.save(epoch + 1, state)
         mixture = scores.get(supernet_metric.MIXTURE)
+        cost_text = '' if 'genotype_cost' not in record else f", cost {record['genotype_cost']:.4g}"
         bar.write(f"epoch {epoch + 1}/{epochs}: train acc {means['train_acc']:.3f}, derived val acc "
                   f"{scores[supernet_metric.KEY]:.3f}" + ('' if mixture is None else f' (mixture {mixture:.3f})')
-                  + f", {genotype}")
+                  + f"{cost_text}, {genotype}")
     bar.close()
     ckpt.close()
     done = int(state.step) // spe
@@ -307,6 +340,10 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
                         supernet_metric.SAMPLED: last.get(supernet_metric.SAMPLED),
                         **searcher.space.diagnostics(weights, genotype, searcher.relaxation.threshold),
                         'num_params': costs.count_params(state.params)})
+        cost = searcher.cost_summary(genotype)
+        if cost is not None:
+            summary['cost'] = cost
+            runs.write_json(os.path.join(workdir, 'cost_table.json'), searcher.cost_table.to_json())
         if searcher.space.tabular is not None:
             summary['tabular'] = searcher.space.tabular.score(config.tabular.path, genotype)
             if 'error' in summary['tabular']:
