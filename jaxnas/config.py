@@ -187,10 +187,11 @@ def discrete_config() -> ml_collections.ConfigDict:
     d.fitness = ml_collections.ConfigDict()
     d.fitness.mode = 'short_training'      # short_training | weight_sharing | tabular
     d.fitness.metric = 'val_acc'
-    d.fitness.objective = 'metric'         # metric | linear | mnas
-    d.fitness.cost = ''                    # e.g. params (with objective linear | mnas)
-    d.fitness.cost_weight = 0.0
-    d.fitness.cost_target = 1.0
+    d.fitness.objective = 'metric'         # metric | linear | mnas | mnas_hard | tunas | constrained (jaxnas.fitness)
+    d.fitness.cost = ''                    # a fitness mode's metric (params) | cost (cost.model's table) | cost:<model>
+    d.fitness.cost_weight = 0.0            # penalty size: mnas/mnas_hard exponent and tunas beta are -cost_weight
+    d.fitness.cost_target = 1.0            # T, in the cost's unit (mnas, mnas_hard, tunas; constrained: the limit)
+    d.fitness.max_cost = 0.0               # > 0: reject (fitness -inf) a candidate costing more, any objective
     d.short_training = ml_collections.ConfigDict()
     d.short_training.steps = 60            # SGD steps per candidate on the weight-train split
     d.short_training.batch_size = 32

@@ -16,10 +16,14 @@ Outputs in ``workdir``:
   rerunning resumes, and a resumed run equals an uninterrupted one (the round keys are
   ``fold_in(seed, round)`` and fitness is deterministic);
 - ``history.jsonl``: one line per candidate: evaluation index, round, choice vector,
-  genotype, hyperparameters, metrics, cost, fitness, best so far, elapsed seconds;
+  genotype, hyperparameters, metrics, cost, fitness, whether it was rejected by a hard
+  cost limit (``constrained`` / ``max_cost``: fitness NaN, ranked last, never the best),
+  best so far, elapsed seconds;
 - ``genotype.txt`` / ``genotype.json``: the best genotype, in the format of ``jaxnas
   search``, so ``jaxnas retrain`` takes either directory; ``best.json`` adds its
-  hyperparameters and metrics; ``summary.json``;
+  hyperparameters and metrics; ``summary.json`` (with a cost objective its ``cost`` entry:
+  the cost name, model and unit, the target and hard limit, the best candidate's cost and
+  whether it meets the target, and how many candidates were rejected);
 - ``best_so_far.png``: best-so-far fitness against evaluations and against wall time.
 """
 from __future__ import annotations
@@ -75,7 +79,13 @@ def validate(config) -> None:
     check(d.fitness.objective in fitness_lib.OBJECTIVES, 'fitness.objective',
           f"choose one of {', '.join(fitness_lib.OBJECTIVES)}")
     check(d.fitness.objective == 'metric' or d.fitness.cost, 'fitness.cost',
-          f'objective {d.fitness.objective} needs a cost, e.g. params')
+          f'objective {d.fitness.objective} needs a cost, e.g. params or cost (the cost.model table)')
+    f = d.fitness
+    try:
+        fitness_lib.check_objective(f.objective, f.cost, f.cost_weight, f.cost_target, f.get('max_cost', 0.0))
+        fitness_lib.cost_model_of(f.cost, config)
+    except JaxnasError as e:
+        raise DiscreteConfigError(f'bad config value discrete.fitness: {e}') from None
     if d.fitness.mode == 'tabular':   # checked here, before the run claims its directory
         check(spaces.get(config.space).tabular is not None, 'fitness.mode',
               f'space {config.space} has no tabular benchmark; choose short_training or weight_sharing')
@@ -105,6 +115,21 @@ def make_searcher(config, space) -> searchers.DiscreteSearcher:
     d = config.discrete
     kwargs = d[d.searcher].to_dict() if d.searcher in d else {}
     return searchers.make_searcher(d.searcher, space, batch_size=d.batch_size, **kwargs)
+
+
+def cost_summary(config, objective, best_line: Optional[dict], rejected: int, units: dict) -> dict:
+    """The summary's ``cost`` entry: the cost the objective reads (its model and unit when it
+    comes from a cost table), the objective's target and hard limit, the best candidate's
+    cost and whether it meets the target (and the limit), and how many were rejected."""
+    f = config.discrete.fitness
+    model = fitness_lib.cost_model_of(f.cost, config)
+    best = best_line['metrics'].get(f.cost) if best_line is not None else None
+    limit = objective.limit if np.isfinite(objective.limit) else None
+    bounds = [b for b in (objective.target, limit) if b is not None]
+    return {'metric': f.cost, 'model': model, 'unit': units.get(f.cost), 'objective': f.objective,
+            'target': objective.target, 'max_cost': limit, 'best': best,
+            'best_meets_target': None if best is None or not bounds else bool(best <= min(bounds)),
+            'rejected': rejected}
 
 
 def _steady_rate(history: list) -> Optional[float]:
@@ -151,13 +176,17 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
     d = config.discrete
     space = make_space(config)
     searcher = make_searcher(config, space)
+    cost_metrics = fitness_lib.make_cost_metrics(config, [d.fitness.cost])   # its table, before the claim
     runs.claim(workdir, 'discrete', config)
 
     t_setup = time.time()
     fitness = fitness or fitness_lib.make_fitness(config, space, dataset=dataset, workdir=workdir)
+    fitness = fitness_lib.with_cost_metrics(fitness, cost_metrics)   # cost / cost:<model>
     setup_s = time.time() - t_setup   # e.g. training (or loading) the weight-sharing supernet
+    max_cost = d.fitness.get('max_cost', 0.0)
     objective = fitness_lib.make_objective(d.fitness.objective, d.fitness.metric, d.fitness.cost,
-                                           d.fitness.cost_weight, d.fitness.cost_target, fitness.metrics)
+                                           d.fitness.cost_weight, d.fitness.cost_target, fitness.metrics,
+                                           max_cost=max_cost)
     key = jax.random.PRNGKey(config.seed)
     k_init, k_run = jax.random.split(key)
     state = LoopState(searcher.init(k_init), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
@@ -193,18 +222,19 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
         decoded = [space.decode(v) for v in vectors[:n]]
         metrics = fitness.evaluate(decoded)
         values = np.asarray([objective(m) for m in metrics], np.float64)
-        values = np.where(np.isfinite(values), values, np.nan)
+        rejected = [not objective.feasible(m) for m in metrics]   # over the hard cost limit: -inf
+        values = np.where(np.isfinite(values), values, np.nan)    # ranked last by the searchers
         elapsed = elapsed0 + time.time() - t0
         lines = []
-        for i, (v, c, m, fv) in enumerate(zip(vectors[:n], decoded, metrics, values)):
+        for i, (v, c, m, fv, rej) in enumerate(zip(vectors[:n], decoded, metrics, values, rejected)):
             improved = bool(np.isfinite(fv) and fv > best)   # ties keep the earliest
             if improved:
                 best = float(fv)
             line = {'evaluation': evaluations + i, 'round': rnd, 'choices': v.tolist(),
                     'genotype': str(c.genotype), 'hparams': c.hparams,
                     'metrics': {k: float(x) for k, x in m.items()},
-                    'cost': {k: float(m[k]) for k in COST_METRICS if k in m},
-                    'fitness': float(fv), 'best_so_far': float(best), 'elapsed_s': elapsed}
+                    'cost': {k: float(m[k]) for k in m if k in COST_METRICS or k.split(':')[0] == 'cost'},
+                    'fitness': float(fv), 'rejected': bool(rej), 'best_so_far': float(best), 'elapsed_s': elapsed}
             if improved:
                 best_line = line
             lines.append(line)
@@ -240,10 +270,14 @@ def run_discrete(config, workdir: str, *, progress: bool = True, dataset=None, f
         'evaluations_per_minute_after_first_round': _steady_rate(history),
         'fitness_setup_s_this_call': setup_s,
         'space_size': space.cardinality(),
+        'rejected': sum(bool(h.get('rejected')) for h in history),
     }
     if best_line is not None:
         summary.update({'best_genotype': best_line['genotype'], 'best_hparams': best_line['hparams'],
                         'best_metrics': best_line['metrics'], 'best_evaluation': best_line['evaluation']})
+    if d.fitness.cost:
+        summary['cost'] = cost_summary(config, objective, best_line, summary['rejected'],
+                                       getattr(fitness.evaluate, 'cost_units', {}))
     if reason is not None and history:
         if best_line is not None:
             g = space.decode(np.asarray(best_line['choices'], np.int32)).genotype

@@ -4,7 +4,12 @@ A fitness mode is a factory ``make(config, space, *, dataset, workdir) ->``
 :class:`FitnessFunction`, whose ``evaluate(candidates)`` returns one dict of metrics per
 candidate (accuracy, loss, cost such as ``params``). An objective (:data:`OBJECTIVES`)
 turns a metrics dict into the scalar fitness the searchers maximise, optionally trading
-the metric against a cost, so hardware-aware fitness plugs in as one more cost.
+the metric against a cost: ``linear``, MnasNet's soft and hard constraints (``mnas``,
+``mnas_hard``), TuNAS's absolute reward (``tunas``) and hard-constraint rejection
+(``constrained``, or ``discrete.fitness.max_cost`` with any objective); see the objectives
+section below. Hardware-aware fitness plugs in as one more cost: ``cost`` / ``cost:<model>``
+is the genotype's cost from the same cost table as the gradient search's cost term
+(:func:`with_cost_metrics`, :mod:`jaxnas.costs`), in every fitness mode.
 
 Modes (:data:`FITNESS_MODES`):
 
@@ -55,6 +60,7 @@ import numpy as np
 import optax
 
 from jaxnas import costs, data as data_lib, runs, spaces, train
+from jaxnas.costs import models as cost_models
 from jaxnas.nn import init_variables
 from jaxnas.errors import JaxnasError
 from jaxnas.spaces.choices import Candidate
@@ -71,6 +77,27 @@ class FitnessFunction(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- objectives
+#
+# An objective maps a candidate's metrics dict to the scalar fitness the searchers
+# maximise. ``metric`` is the accuracy-like metric (``discrete.fitness.metric``), ``cost``
+# the cost metric (``discrete.fitness.cost``: a metric of the fitness mode such as
+# ``params``, or ``cost`` / ``cost:<model>``, the genotype's cost from the cost table of
+# :mod:`jaxnas.costs`, :func:`with_cost_metrics`), ``T`` = ``cost_target`` in the cost's
+# unit. ``cost_weight`` > 0 is the size of the penalty in every form (the papers' negative
+# exponents and coefficients are ``-cost_weight``).
+#
+# - MnasNet (Tan et al., "MnasNet: Platform-Aware Neural Architecture Search for Mobile",
+#   CVPR 2019, eq. 2): ``acc * (C / T) ** w`` with ``w = alpha`` if ``C <= T`` else
+#   ``beta``. Soft constraint (``mnas``): ``alpha = beta = -cost_weight`` (the paper: -0.07);
+#   hard constraint (``mnas_hard``): ``alpha = 0``, ``beta = -cost_weight`` (the paper: -1),
+#   so a candidate under the target is ranked by accuracy alone.
+# - TuNAS (Bender et al., "Can weight sharing outperform random architecture search? An
+#   investigation with TuNAS", CVPR 2020, the absolute reward): ``acc + beta * |C / T - 1|``
+#   with ``beta = -cost_weight < 0`` (``tunas``): a candidate is pulled towards the target
+#   from both sides, symmetrically in ``C / T``.
+# - Hard-constraint rejection (``constrained``, or ``discrete.fitness.max_cost`` > 0 with any
+#   objective): a candidate with ``C > T`` (``C > max_cost``) is rejected: its fitness is
+#   ``-inf``, the searchers rank it last, the loop counts it and never keeps it as the best.
 
 def metric_objective(metric: str, **unused) -> Callable:
     """The metric itself."""
@@ -83,26 +110,169 @@ def linear_objective(metric: str, cost: str, cost_weight: float, **unused) -> Ca
 
 
 def mnas_objective(metric: str, cost: str, cost_weight: float, cost_target: float, **unused) -> Callable:
-    """MnasNet's soft constraint (Tan et al., CVPR 2019): ``metric * (cost / target) ** -cost_weight``."""
+    """MnasNet's soft constraint (Tan et al., CVPR 2019): ``metric * (cost / target) ** -cost_weight``
+    (``alpha = beta = -cost_weight``; the paper's -0.07 is ``cost_weight = 0.07``)."""
     return lambda m: float(m[metric]) * (float(m[cost]) / cost_target) ** (-cost_weight)
 
 
-OBJECTIVES = {'metric': metric_objective, 'linear': linear_objective, 'mnas': mnas_objective}
+def mnas_hard_objective(metric: str, cost: str, cost_weight: float, cost_target: float, **unused) -> Callable:
+    """MnasNet's hard constraint (Tan et al., CVPR 2019): ``metric`` when ``cost <= target``,
+    else ``metric * (cost / target) ** -cost_weight`` (``alpha = 0``, ``beta = -cost_weight``;
+    the paper's -1 is ``cost_weight = 1``)."""
+    def value(m):
+        ratio = float(m[cost]) / cost_target
+        return float(m[metric]) * (ratio ** (-cost_weight) if ratio > 1 else 1.0)
+    return value
+
+
+def tunas_objective(metric: str, cost: str, cost_weight: float, cost_target: float, **unused) -> Callable:
+    """TuNAS's absolute reward (Bender et al., CVPR 2020): ``metric + beta * |cost / target - 1|``
+    with ``beta = -cost_weight``."""
+    return lambda m: float(m[metric]) - cost_weight * abs(float(m[cost]) / cost_target - 1.0)
+
+
+def constrained_objective(metric: str, **unused) -> Callable:
+    """Hard-constraint rejection: the metric; a candidate with ``cost > target`` is rejected
+    (``-inf``, by :func:`make_objective`)."""
+    return lambda m: float(m[metric])
+
+
+OBJECTIVES = {'metric': metric_objective, 'linear': linear_objective, 'mnas': mnas_objective,
+              'mnas_hard': mnas_hard_objective, 'tunas': tunas_objective, 'constrained': constrained_objective}
+TARGETED = ('mnas', 'mnas_hard', 'tunas', 'constrained')   # objectives that read cost_target
+WEIGHTED = ('mnas', 'mnas_hard', 'tunas')                  # objectives that need cost_weight > 0
+
+
+def cost_limit(kind: str, cost_target: float, max_cost: float = 0.0) -> float:
+    """The largest cost a candidate may have before it is rejected (``inf``: none):
+    ``cost_target`` for ``constrained``, ``max_cost`` if > 0, the smaller of the two."""
+    limits = ([cost_target] if kind == 'constrained' else []) + ([max_cost] if max_cost > 0 else [])
+    return min(limits, default=math.inf)
+
+
+def check_objective(kind: str, cost: str = '', cost_weight: float = 0.0, cost_target: float = 1.0,
+                    max_cost: float = 0.0) -> None:
+    """One-line errors for objective settings that cannot work (field names of ``discrete.fitness``)."""
+    if kind not in OBJECTIVES:
+        raise FitnessError(f"unknown objective {kind!r}; choose one of {', '.join(OBJECTIVES)}")
+    if (kind != 'metric' or max_cost) and not cost:
+        raise FitnessError(f'objective {kind}' + (' with max_cost' if kind == 'metric' else '') +
+                           ' needs a cost (discrete.fitness.cost), e.g. params or cost')
+    if kind in TARGETED and not cost_target > 0:
+        raise FitnessError(f'the {kind} objective needs cost_target > 0 (in the cost\'s unit), got {cost_target}')
+    if kind in WEIGHTED and not cost_weight > 0:
+        raise FitnessError(f'the {kind} objective needs cost_weight > 0 (its penalty exponent or coefficient is '
+                           f'-cost_weight), got {cost_weight}')
+    if max_cost < 0:
+        raise FitnessError(f'max_cost must be >= 0 (0: no hard limit), got {max_cost}')
 
 
 def make_objective(kind: str, metric: str, cost: str = '', cost_weight: float = 0.0,
-                   cost_target: float = 1.0, available: Sequence[str] = ()) -> Callable:
-    """An objective ``metrics -> float`` (larger is better)."""
+                   cost_target: float = 1.0, available: Sequence[str] = (), max_cost: float = 0.0) -> Callable:
+    """An objective ``metrics -> float`` (larger is better); ``-inf`` for a candidate whose
+    cost is over :func:`cost_limit` (rejected). The callable's ``feasible(metrics)`` tells
+    whether a candidate is within the limit, ``limit`` is the limit and ``target`` the
+    cost target it reports against (``None`` for objectives without one)."""
     if kind not in OBJECTIVES:
         raise FitnessError(f"unknown objective {kind!r}; choose one of {', '.join(OBJECTIVES)}")
-    names = [metric] + ([cost] if kind != 'metric' else [])
+    uses_cost = kind != 'metric' or max_cost > 0
+    names = [metric] + ([cost] if uses_cost and cost else [])
     for field, name in zip(('metric', 'cost'), names):
         if available and name not in available:
             raise FitnessError(f"fitness {field} {name!r} is not reported by this fitness mode; choose one of "
                                f"{', '.join(available)}")
-    if kind == 'mnas' and cost_target <= 0:
-        raise FitnessError(f'the mnas objective needs cost_target > 0, got {cost_target}')
-    return OBJECTIVES[kind](metric=metric, cost=cost, cost_weight=cost_weight, cost_target=cost_target)
+    check_objective(kind, cost, cost_weight, cost_target, max_cost)
+    value = OBJECTIVES[kind](metric=metric, cost=cost, cost_weight=cost_weight, cost_target=cost_target)
+    limit = cost_limit(kind, cost_target, max_cost)
+    feasible = (lambda m: True) if math.isinf(limit) else (lambda m: not float(m[cost]) > limit)
+
+    def objective(m):
+        return value(m) if feasible(m) else -math.inf
+
+    objective.feasible = feasible
+    objective.limit = limit
+    objective.target = cost_target if kind in TARGETED else (max_cost if max_cost > 0 else None)
+    return objective
+
+
+COST_METRIC = 'cost'   # discrete.fitness.cost: 'cost' (config.cost.model) or 'cost:<model>'
+
+
+def cost_model_of(name: str, config) -> Optional[str]:
+    """The cost model a fitness cost name asks for (``cost``: ``config.cost.model``;
+    ``cost:<model>``: that model), or ``None`` for a fitness mode's own metric."""
+    if name == COST_METRIC:
+        model = config.get('cost', {}).get('model', '')
+        if not model:
+            raise FitnessError("discrete.fitness.cost='cost' is the genotype's cost under cost.model, which is "
+                               "not set: set --config.cost.model=MODEL or use cost:MODEL (e.g. cost:xla)")
+        return model
+    if name.startswith(COST_METRIC + ':'):
+        model = name.split(':', 1)[1]
+        if model not in cost_models.names():
+            raise FitnessError(f"unknown cost model {model!r} in discrete.fitness.cost={name!r}; choose one of "
+                               f"{', '.join(cost_models.names())}")
+        return model
+    return None
+
+
+class CostMetrics(NamedTuple):
+    """Cost-table metrics of candidates (:func:`make_cost_metrics`)."""
+    add: Callable      # (candidates, results) -> None: adds each name's cost to each result
+    names: tuple       # the metric names it adds
+    units: dict        # name -> the cost model's unit
+
+
+def make_cost_metrics(config, names: Sequence[str]) -> Optional[CostMetrics]:
+    """The cost-table metrics among ``names`` (``cost`` / ``cost:<model>``, see
+    :func:`cost_model_of`; ``None`` if there are none): each candidate's genotype cost under
+    that model (:meth:`jaxnas.costs.table.CostTable.genotype_cost`), from the same table
+    as the gradient search's cost term (:func:`jaxnas.costs.table_for_config`). The table of
+    the config's search network is built here, once (so a model without data fails before
+    a run starts); a candidate whose ``channels`` / ``layers`` hyperparameters are searched
+    is costed in its own network's table, built once per shape."""
+    wanted = {n: cost_model_of(n, config) for n in names if n}
+    wanted = {n: m for n, m in wanted.items() if m is not None}
+    if not wanted:
+        return None
+    tables = {}
+    m0 = (int(config.model.channels), int(config.model.layers))
+
+    def table(model, channels, layers):
+        key = (model, int(channels), int(layers))
+        if key not in tables:
+            c = copy.deepcopy(config)
+            c.model.channels, c.model.layers = int(channels), int(layers)
+            tables[key] = costs.table_for_config(c, model)
+        return tables[key]
+
+    for model in wanted.values():
+        table(model, *m0)
+
+    def add(candidates, results):
+        for c, r in zip(candidates, results):
+            shape = (c.hparams.get('channels', m0[0]), c.hparams.get('layers', m0[1]))
+            for name, model in wanted.items():
+                r[name] = table(model, *shape).genotype_cost(c.genotype)
+
+    return CostMetrics(add, tuple(wanted), {n: cost_models.unit(m) for n, m in wanted.items()})
+
+
+def with_cost_metrics(fn: FitnessFunction, extra: Optional[CostMetrics]) -> FitnessFunction:
+    """``fn`` whose every candidate's metrics also hold ``extra``'s cost-table metrics (in
+    every fitness mode); ``fn.evaluate``'s attributes are kept, ``cost_units`` added."""
+    if extra is None:
+        return fn
+
+    def evaluate(candidates):
+        results = fn.evaluate(candidates)
+        extra.add(candidates, results)
+        return results
+
+    evaluate.__dict__.update(getattr(fn.evaluate, '__dict__', {}))
+    evaluate.cost_units = dict(extra.units)
+    return FitnessFunction(evaluate, tuple(fn.metrics) + tuple(n for n in extra.names if n not in fn.metrics),
+                           fn.hparams)
 
 
 # ----------------------------------------------------------------------------- helpers
