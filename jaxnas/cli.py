@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     'jaxnas.discrete',
     'jaxnas.retrain',
     'jaxnas.pipeline',
+    'jaxnas.cost_report',
 )
 
 
