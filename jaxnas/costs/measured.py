@@ -2,20 +2,34 @@
 
 Each op alone (:func:`jaxnas.costs.table.edge_module`) is jitted as its inference forward
 pass, called ``warmup`` times, then timed over ``calls`` calls, each ended by
-``block_until_ready``; the cost is the median in microseconds per batch. Results are
-cached in a JSON file per device kind and jax version (``$JAXNAS_COST_CACHE`` or
-``~/.cache/jaxnas/costs``), keyed by the op entry (op, shapes, batch, dtype), so a second
-table of the same shapes times nothing. The file is written atomically.
+``block_until_ready``; the cost is the median in microseconds per batch. ``calls`` and
+``warmup`` default to :data:`CALLS` / :data:`WARMUP`, or to ``$JAXNAS_MEASURED_CALLS`` /
+``$JAXNAS_MEASURED_WARMUP`` when set (read at each call: a table built through
+:func:`jaxnas.costs.table_for_config` takes them from there).
+
+Results are cached in a JSON file per device kind and jax version (``$JAXNAS_COST_CACHE``
+or ``~/.cache/jaxnas/costs``; :func:`cache_path`), keyed by the op entry (op, shapes,
+batch, dtype: :meth:`~jaxnas.costs.table.OpEntry.key`), so a second table of the same
+shapes times nothing. The file is written atomically, merged with what another process
+wrote meanwhile; an unreadable file or an entry that is not a finite latency >= 0 is
+timed again.
+
+What a per-op figure includes (measured in ``docs/results/cost_validation.md``): the
+op's own work plus one program dispatch (~5 us on a 2-core CPU), which an op inside a
+whole compiled network does not pay, and none of the fusion across ops a network gets.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
 
 import jax
 import numpy as np
+
+from jaxnas.costs.xla import CostError
 
 CALLS = 20
 WARMUP = 3
@@ -27,18 +41,45 @@ def device_kind() -> str:
 
 
 def cache_path() -> str:
+    """The cache file of this process's default device kind and jax version."""
     root = os.environ.get('JAXNAS_COST_CACHE') or os.path.expanduser('~/.cache/jaxnas/costs')
     name = re.sub(r'[^A-Za-z0-9_.-]+', '_', f'measured-{device_kind()}-jax{jax.__version__}')
     return os.path.join(root, name + '.json')
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, '')
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise CostError(f'${name}={raw!r}: expected an integer >= {minimum}')
+    return value
+
+
+def settings(calls=None, warmup=None) -> tuple:
+    """``(calls, warmup)``: the arguments, else the environment, else the defaults."""
+    calls = _env_int('JAXNAS_MEASURED_CALLS', CALLS, 1) if calls is None else int(calls)
+    warmup = _env_int('JAXNAS_MEASURED_WARMUP', WARMUP, 0) if warmup is None else int(warmup)
+    if calls < 1 or warmup < 0:
+        raise CostError(f'measured latency needs calls >= 1 and warmup >= 0, got {calls} and {warmup}')
+    return calls, warmup
+
+
+def _valid(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 def _read(path: str) -> dict:
     try:
         with open(path) as f:
             data = json.load(f)
-        return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+    return {k: float(v) for k, v in data.items() if _valid(v)} if isinstance(data, dict) else {}
 
 
 def _write(path: str, data: dict) -> None:
@@ -66,11 +107,15 @@ def time_op(module, entry, *, calls: int = CALLS, warmup: int = WARMUP) -> float
     return float(np.median(times) * 1e6)
 
 
-def latencies(entries, build, *, progress: bool = False, calls: int = CALLS, warmup: int = WARMUP) -> list:
-    """Microseconds per batch of each entry: from the cache, else timed (and cached)."""
+def latencies(entries, build, *, progress: bool = False, calls=None, warmup=None) -> list:
+    """Microseconds per batch of each entry: from the cache, else timed (and cached).
+
+    ``calls`` / ``warmup``: see :func:`settings`. ``build(entry)`` is the op alone
+    (``None``: nothing to run, cost 0)."""
+    calls, warmup = settings(calls, warmup)
     path = cache_path()
     cache = _read(path)
-    todo = [e for e in entries if e.key() not in cache]
+    todo = list(dict.fromkeys(e for e in entries if e.key() not in cache))
     if todo:
         it = todo
         if progress:

@@ -226,9 +226,15 @@ def _pad_explicitly(avals, params):
 
 
 def _jaxpr_macs(jaxpr, count_padding: bool) -> float:
+    from jaxnas.nn import DEPTHWISE_SCOPE
     total = 0.0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
+        if name == 'mul' and DEPTHWISE_SCOPE in str(eqn.source_info.name_stack):
+            # one tap of a depthwise conv written as shifted multiply-adds (jaxnas.nn.depthwise):
+            # one multiply-add per output element, the scan over the taps counts k * k
+            total += float(np.prod(eqn.outvars[0].aval.shape, dtype=np.float64))
+            continue
         if name in _MAC_PRIMITIVES:
             avals, params = tuple((v.aval.shape, v.aval.dtype) for v in eqn.invars), dict(eqn.params)
             if count_padding and name == 'conv_general_dilated':
@@ -254,6 +260,8 @@ def conv_linear_macs(fn: Callable, *args, count_padding: bool = True) -> float:
     ``length`` times. Why not the whole program's flops: it adds BN, ReLU, pooling,
     residual and bias adds. XLA also leaves out the taps of a padded conv that fall on
     the padding; with ``count_padding`` (the papers' convention, k*k*Cin*Cout*Ho*Wo) each
-    conv is costed on an explicitly padded input instead.
+    conv is costed on an explicitly padded input instead. Depthwise convs written as
+    shifted multiply-adds (:func:`jaxnas.nn.depthwise`, no conv primitive) count one
+    multiply-add per tap and output element, padding taps included either way.
     """
     return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr, count_padding)

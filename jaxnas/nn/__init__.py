@@ -81,6 +81,11 @@ def _spatial(x, pad: int):
     return jnp.pad(x, cfg)
 
 
+# Name scope of a depthwise tap's multiply-add: jaxnas.costs.xla.conv_linear_macs counts its
+# multiplies (no conv primitive to count in this form).
+DEPTHWISE_SCOPE = 'depthwise_tap'
+
+
 def depthwise(x, w, *, k: int, stride: int, dilations: Sequence[int], per_op_input: bool = False):
     """Depthwise k x k convolutions of ``x (*Lx, B, H, W, C)`` for ``O`` stacked ops.
 
@@ -123,7 +128,8 @@ def depthwise(x, w, *, k: int, stride: int, dilations: Sequence[int], per_op_inp
             start = (zero,) * (src.ndim - 3) + (off[o, 0], off[o, 1], zero)
             sl = lax.dynamic_slice(src, start, src.shape[:-3] + (hs, ws, C))
             slices.append(sl[..., ::stride, ::stride, :] if stride > 1 else sl)
-        return acc + jnp.stack(slices) * wk, None
+        with jax.named_scope(DEPTHWISE_SCOPE):   # its multiply is one tap's multiply-adds (costs.xla)
+            return acc + jnp.stack(slices) * wk, None
 
     acc = jnp.zeros((O,) + out_lead + (x.shape[-4], Ho, Wo, C), x.dtype)
     acc, _ = lax.scan(tap, acc, (offsets, taps))

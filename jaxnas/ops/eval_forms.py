@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.errors import JaxnasError
-from jaxnas.nn import BatchNorm, out_size, pointwise, pool, torch_uniform
+from jaxnas.nn import DEPTHWISE_SCOPE, BatchNorm, out_size, pointwise, pool, torch_uniform
 
 Pair = Union[int, Tuple[int, int]]
 
@@ -112,7 +112,8 @@ def depthwise_conv(x, w, stride: int = 1, dilation: int = 1):
         for j in range(k):
             sl = xp[:, i * dilation:i * dilation + (Ho - 1) * stride + 1:stride,
                     j * dilation:j * dilation + (Wo - 1) * stride + 1:stride, :]
-            term = sl * w[i, j].astype(x.dtype)
+            with jax.named_scope(DEPTHWISE_SCOPE):   # one tap's multiply-adds (costs.xla counts them)
+                term = sl * w[i, j].astype(x.dtype)
             out = term if out is None else out + term
     return out
 
