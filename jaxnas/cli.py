@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     'jaxnas.retrain',
     'jaxnas.pipeline',
     'jaxnas.cost_report',
+    'jaxnas.pareto',
 )
 
 

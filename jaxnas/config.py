@@ -98,6 +98,11 @@ def base_config() -> ml_collections.ConfigDict:
     # cost.weight > 0 the architecture loss trades cross-entropy against the expected cost.
     c.cost = cost_config()
 
+    # `jaxnas pareto` (jaxnas.pareto): searches under cost targets, scored beside random genotypes.
+    c.pareto = ml_collections.ConfigDict()
+    c.pareto.targets = (0.75, 0.5, 0.3)    # fractions of the unconstrained search's genotype cost
+    c.pareto.random_archs = 30             # genotypes drawn by space.sample, the reference cloud
+
     # Retraining from scratch (jaxnas.retrain; validated there). The DARTS CIFAR protocol
     # where the value is noted; digits-sized network and budget for a 2-core CPU.
     c.retrain = ml_collections.ConfigDict()
