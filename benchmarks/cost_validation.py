@@ -243,7 +243,8 @@ def validate_space(space_name: str, config=None, *, n_genotypes: int = 30, batch
     out = {
         'space': space_name, 'model': dict(config.model.to_dict()), 'input_shape': list(table.input_shape),
         'batch': table.batch, 'dtype': table.dtype, 'calls': calls, 'warmup': warmup, 'rounds': rounds,
-        'table_entries': len({(r[2], r[3]) for r in table.rows}), 'table_build_s': table_s,
+        'table_entries': len({(r[3], r[2].input_hw, r[2].c_in, r[2].c_out, r[2].stride) for r in table.rows}), 'table_build_s': table_s,
+        'table_calls_warmup_rounds': list(measured.settings()),
         'table_cache': measured.cache_path(), 'dispatch_us': overhead, 'load_before': load_before,
         'genotypes': [{'genotype': space.to_text(g), 'predicted_us': p, 'costed_ops': k}
                       for g, p, k in zip(genotypes, predicted, n_ops)],

@@ -80,12 +80,12 @@ def test_rank_statistics():
 def test_measured_cache_times_once_per_device_and_jax_version(cache_dir, monkeypatch):
     timed = []
 
-    def fake_time_op(module, entry, *, calls, warmup):
-        assert (calls, warmup) == (3, 1)                 # from the environment
+    def fake_prepare(module, entry):
         timed.append(entry.key())
-        return float(len(entry.key()))
+        return lambda: jnp.zeros(())
 
-    monkeypatch.setattr(measured, 'time_op', fake_time_op)
+    monkeypatch.setattr(measured, 'prepare', fake_prepare)
+    assert measured.settings() == (3, 1, measured.ROUNDS)   # from the environment
     config = tiny_nb201()
     t1 = costs.table_for_config(config, 'measured')
     unique = {e.key() for *_, e in costs.table.entries(spaces.get('nb201'), config.model, (8, 8, 1), batch=64,
@@ -122,7 +122,9 @@ def test_measured_settings_reject_bad_values(monkeypatch):
     monkeypatch.setenv('JAXNAS_MEASURED_CALLS', 'many')
     with pytest.raises(costs.CostError, match='integer'):
         measured.settings()
-    assert measured.settings(calls=5, warmup=0) == (5, 0)
+    assert measured.settings(calls=5, warmup=0, rounds=2) == (5, 0, 2)
+    with pytest.raises(costs.CostError, match='rounds >= 1'):
+        measured.settings(calls=5, warmup=0, rounds=0)
 
 
 @pytest.mark.parametrize('stride, dilation, k', [(1, 1, 3), (2, 1, 5), (1, 2, 3)])

@@ -2,10 +2,11 @@
 
 Each op alone (:func:`jaxnas.costs.table.edge_module`) is jitted as its inference forward
 pass, called ``warmup`` times, then timed over ``calls`` calls, each ended by
-``block_until_ready``; the cost is the median in microseconds per batch. ``calls`` and
-``warmup`` default to :data:`CALLS` / :data:`WARMUP`, or to ``$JAXNAS_MEASURED_CALLS`` /
-``$JAXNAS_MEASURED_WARMUP`` when set (read at each call: a table built through
-:func:`jaxnas.costs.table_for_config` takes them from there).
+``block_until_ready``, in ``rounds`` rounds over all the ops to time (alternating order);
+the cost is the median of the round medians, in microseconds per batch. ``calls``,
+``warmup`` and ``rounds`` default to :data:`CALLS` / :data:`WARMUP` / :data:`ROUNDS`, or
+to ``$JAXNAS_MEASURED_CALLS`` / ``_WARMUP`` / ``_ROUNDS`` when set (read at each call: a
+table built through :func:`jaxnas.costs.table_for_config` takes them from there).
 
 Results are cached in a JSON file per device kind and jax version (``$JAXNAS_COST_CACHE``
 or ``~/.cache/jaxnas/costs``; :func:`cache_path`), keyed by the op entry (op, shapes,
@@ -33,6 +34,7 @@ from jaxnas.costs.xla import CostError
 
 CALLS = 20
 WARMUP = 3
+ROUNDS = 3
 
 
 def device_kind() -> str:
@@ -60,13 +62,16 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
-def settings(calls=None, warmup=None) -> tuple:
-    """``(calls, warmup)``: the arguments, else the environment, else the defaults."""
+def settings(calls=None, warmup=None, rounds=None) -> tuple:
+    """``(calls, warmup, rounds)``: the arguments, else ``$JAXNAS_MEASURED_CALLS`` /
+    ``_WARMUP`` / ``_ROUNDS``, else :data:`CALLS` / :data:`WARMUP` / :data:`ROUNDS`."""
     calls = _env_int('JAXNAS_MEASURED_CALLS', CALLS, 1) if calls is None else int(calls)
     warmup = _env_int('JAXNAS_MEASURED_WARMUP', WARMUP, 0) if warmup is None else int(warmup)
-    if calls < 1 or warmup < 0:
-        raise CostError(f'measured latency needs calls >= 1 and warmup >= 0, got {calls} and {warmup}')
-    return calls, warmup
+    rounds = _env_int('JAXNAS_MEASURED_ROUNDS', ROUNDS, 1) if rounds is None else int(rounds)
+    if calls < 1 or warmup < 0 or rounds < 1:
+        raise CostError(f'measured latency needs calls >= 1, warmup >= 0 and rounds >= 1, '
+                        f'got {calls}, {warmup} and {rounds}')
+    return calls, warmup, rounds
 
 
 def _valid(v) -> bool:
@@ -88,8 +93,9 @@ def _write(path: str, data: dict) -> None:
     runs.write_bytes(path, json.dumps(data, indent=0, sort_keys=True).encode())
 
 
-def time_op(module, entry, *, calls: int = CALLS, warmup: int = WARMUP) -> float:
-    """Median latency in microseconds of the op's jitted forward at the entry's shapes."""
+def prepare(module, entry):
+    """The op's compiled inference forward at the entry's shapes, as a thunk ``run()``
+    (weights filled with 0.01, a normal input)."""
     from jaxnas.costs.models import forward_fn, input_struct, variables_struct
     import jax.numpy as jnp
     vs = variables_struct(module, entry)
@@ -97,22 +103,36 @@ def time_op(module, entry, *, calls: int = CALLS, warmup: int = WARMUP) -> float
     variables = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), vs)
     x = jax.random.normal(jax.random.key(0), x_s.shape, jnp.float32).astype(x_s.dtype)
     fn = jax.jit(forward_fn(module)).lower(variables, x).compile()
+    return lambda: fn(variables, x)
+
+
+def median_us(run, *, calls: int = CALLS, warmup: int = WARMUP) -> float:
+    """Median microseconds of ``calls`` calls of ``run()`` after ``warmup``, each ended by
+    ``block_until_ready``."""
     for _ in range(warmup):
-        jax.block_until_ready(fn(variables, x))
+        jax.block_until_ready(run())
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(variables, x))
+        jax.block_until_ready(run())
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e6)
 
 
-def latencies(entries, build, *, progress: bool = False, calls=None, warmup=None) -> list:
+def time_op(module, entry, *, calls: int = CALLS, warmup: int = WARMUP) -> float:
+    """Median latency in microseconds of the op's jitted forward at the entry's shapes."""
+    return median_us(prepare(module, entry), calls=calls, warmup=warmup)
+
+
+def latencies(entries, build, *, progress: bool = False, calls=None, warmup=None, rounds=None) -> list:
     """Microseconds per batch of each entry: from the cache, else timed (and cached).
 
-    ``calls`` / ``warmup``: see :func:`settings`. ``build(entry)`` is the op alone
-    (``None``: nothing to run, cost 0)."""
-    calls, warmup = settings(calls, warmup)
+    ``calls`` / ``warmup`` / ``rounds``: see :func:`settings`. The entries not cached are
+    compiled first, then timed in ``rounds`` rounds visiting them in alternating order;
+    an entry's latency is the median of its round medians, so a burst of load on a
+    shared machine hits one round of several ops rather than all the calls of one.
+    ``build(entry)`` is the op alone (``None``: nothing to run, cost 0)."""
+    calls, warmup, rounds = settings(calls, warmup, rounds)
     path = cache_path()
     cache = _read(path)
     todo = list(dict.fromkeys(e for e in entries if e.key() not in cache))
@@ -120,9 +140,19 @@ def latencies(entries, build, *, progress: bool = False, calls=None, warmup=None
         it = todo
         if progress:
             from tqdm import tqdm
-            it = tqdm(todo, desc='measured', unit='op')
+            it = tqdm(todo, desc='measured (compile)', unit='op')
+        runs = {}
         for e in it:
             module = build(e)
-            cache[e.key()] = 0.0 if module is None else time_op(module, e, calls=calls, warmup=warmup)
+            if module is None:
+                cache[e.key()] = 0.0
+            else:
+                runs[e] = prepare(module, e)
+        timed = {e: [] for e in runs}
+        order = list(runs)
+        for r in range(rounds):
+            for e in (order if r % 2 == 0 else order[::-1]):
+                timed[e].append(median_us(runs[e], calls=calls, warmup=warmup))
+        cache.update({e.key(): float(np.median(v)) for e, v in timed.items()})
         _write(path, {**_read(path), **cache})
     return [float(cache[e.key()]) for e in entries]
