@@ -176,6 +176,10 @@ def run_pipeline(config, workdir: str, *, genotype_spec: Optional[str] = None, p
                       f"config.retrain ({config.retrain.epochs} epochs) on the same seeds."]}
     nas.pop('state', None)
     manual.pop('state', None)
+    from jaxnas import cost_report   # the search-network cost columns (cost.report_models)
+    nas['genotype_cost'] = cost_report.genotype_costs(config, genotype)
+    for g, summary in randoms:
+        summary['genotype_cost'] = cost_report.genotype_costs(config, g)
     if randoms:
         meta['notes'].append(f'{len(randoms)} random architectures drawn by the {space.name} space\'s sampler '
                              f'(seed {config.seed}) were trained exactly as the NAS network: same evaluation '

@@ -7,7 +7,10 @@ efficiency. This module writes the same comparison from measured runs, whatever 
 - ``report.json``: per model, the mean and standard deviation over seeds of every score,
   the per-seed scores and the cost of the compiled forward pass;
 - ``report.md``: a Markdown table (accuracy, precision, recall, F1 as mean +- std over
-  seeds; parameters, multiply-adds, latency, peak memory), the genotype and the timings;
+  seeds; parameters, multiply-adds, latency, peak memory; one column per cost model of
+  ``cost.report_models``: the genotype's search-network cost from the cost table,
+  :func:`jaxnas.cost_report.genotype_costs`, empty for the manual network, which is not a
+  genotype), the genotype and the timings;
 - ``comparison.png``: bar chart NAS vs manual (classification metrics with std error bars,
   and the cost ratios NAS / manual);
 - ``cell_normal.png`` / ``cell_reduce.png``: drawings of the derived cells.
@@ -46,6 +49,8 @@ def summarize(summary: dict) -> dict:
                   'values': values.tolist()}
     cost = summary.get('cost', {})
     out['cost'] = cost
+    if 'genotype_cost' in summary:
+        out['genotype_cost'] = summary['genotype_cost']
     for key in ('step_compile_s', 'step_time_s_median', 'train_wall_time_s_this_call', 'epochs', 'batch_size',
                 'seeds_trained_together'):
         out[key] = summary.get(key)
@@ -68,6 +73,12 @@ def summarize_random(candidates: list) -> dict:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             cost[k] = float(np.mean([s['cost'][k] for s in summaries]))
     out['cost'] = cost
+    if all('genotype_cost' in s for s in summaries):   # the mean over the architectures
+        out['genotype_cost'] = {}
+        for name, entry in first['genotype_cost'].items():
+            values = [s['genotype_cost'].get(name, {}).get('value') for s in summaries]
+            mean = float(np.mean(values)) if all(v is not None for v in values) else None
+            out['genotype_cost'][name] = {'value': mean, 'unit': entry.get('unit', '')}
     for key in ('epochs', 'batch_size', 'seeds_trained_together'):
         out[key] = first.get(key)
     return out
@@ -98,6 +109,23 @@ def _num(x, unit: str = '') -> str:
     return f'{x:.0f}{unit}' if float(x).is_integer() else f'{x:.3g}{unit}'
 
 
+def genotype_cost_columns(models: dict) -> list:
+    """``[(model, unit), ...]``: the genotype-cost columns of the report table, the cost
+    models of the first row that has any (:func:`jaxnas.cost_report.genotype_costs`)."""
+    for m in models.values():
+        if m.get('genotype_cost'):
+            return [(name, e.get('unit', '')) for name, e in m['genotype_cost'].items()]
+    return []
+
+
+def genotype_cost_cells(m: dict, columns: list) -> list:
+    """One row's genotype-cost cells: the value, or '—' where the row is not a genotype
+    (the manual network) or the model could not cost it."""
+    costs = m.get('genotype_cost') or {}
+    return [_num(costs[name]['value']) if costs.get(name, {}).get('value') is not None else '—'
+            for name, _ in columns]
+
+
 def markdown(models: dict, *, genotype: str, meta: dict, random: Optional[dict] = None) -> str:
     """The report text; ``models`` maps a row label to :func:`summarize` output (the random
     architectures' row, if any, to :func:`summarize_random`'s), ``random`` is
@@ -106,6 +134,8 @@ def markdown(models: dict, *, genotype: str, meta: dict, random: Optional[dict] 
     n_seeds, n_eval = first['num_seeds'], first['num_eval_examples']
     lat_batch = first['cost'].get('batch_size', 1)
     versus = ' vs random architectures' if random else ''
+    columns = genotype_cost_columns(models)
+    extra_head = ''.join(f' {name} ({unit}) |' for name, unit in columns)
     lines = [f"# jaxnas run: NAS vs hand-designed network{versus} ({meta.get('data', '')})", '',
              f"Scores on the held-out {first['eval_split']} split ({n_eval} examples), mean ± std over "
              f"{n_seeds} seed(s) (sample std). Cost from the compiled inference forward pass: "
@@ -114,13 +144,20 @@ def markdown(models: dict, *, genotype: str, meta: dict, random: Optional[dict] 
              f"on {first['cost'].get('backend', '?')}, peak memory from XLA's buffer assignment at that batch.",
              '',
              '| Model | Accuracy (%) | Precision (%) | Recall (%) | F1 (%) | Params | MACs | '
-             f'Latency (ms, batch {lat_batch}) | Peak memory |',
-             '|---|---|---|---|---|---|---|---|---|']
+             f'Latency (ms, batch {lat_batch}) | Peak memory |' + extra_head,
+             '|---|---|---|---|---|---|---|---|---|' + '---|' * len(columns)]
     for label, m in models.items():
         c = m['cost']
         lines.append(f"| {label} | {_pm(m['accuracy'])} | {_pm(m['precision'])} | {_pm(m['recall'])} | "
                      f"{_pm(m['f1'])} | {_num(c.get('params'))} | {_num(c.get('macs_per_example'))} | "
-                     f"{c.get('latency_ms_median', float('nan')):.3f} | {_num(c.get('memory_peak_bytes'), 'B')} |")
+                     f"{c.get('latency_ms_median', float('nan')):.3f} | {_num(c.get('memory_peak_bytes'), 'B')} |"
+                     + ''.join(f' {v} |' for v in genotype_cost_cells(m, columns)))
+    if columns:
+        lines += ['', f"Search-network cost ({', '.join(name for name, _ in columns)}; cost.report_models): the "
+                  "genotype's cost in the search network (config.model), from the cost table that the search's "
+                  "cost term reads (`jaxnas cost` breaks it down per op)" +
+                  ('; the random row is the mean over its architectures' if random else '') +
+                  '. — marks the manual network, which is not a genotype.']
     lines += ['', '## Per seed (accuracy / macro F1, %)', '', '| Model | ' + ' | '.join(
         f'seed {s}' for s in first['seeds']) + ' |', '|---|' + '---|' * len(first['seeds'])]
     per_arch = [(label, m) for label, m in models.items() if 'num_archs' not in m]

@@ -510,6 +510,10 @@ def run_retrain(config, workdir: str, genotype_spec: str, *, progress: bool = Tr
     summary = fit(net, config, data, seeds, workdir, description=description, progress=progress,
                   max_epochs=max_epochs)
     summary.pop('state', None)
+    if summary['complete']:   # the genotype's search-network cost under each of cost.report_models
+        from jaxnas import cost_report
+        summary['genotype_cost'] = cost_report.genotype_costs(config, genotype)
+        runs.write_json(os.path.join(workdir, 'genotype_cost.json'), summary['genotype_cost'])
     return summary
 
 

@@ -45,6 +45,24 @@ def test_run_writes_report(run_dir):
     md = open(os.path.join(run_dir, 'report.md')).read()
     assert '| NAS (DARTS cell) |' in md and '| Manual (ResNet) |' in md and '±' in md
     assert f'| {RANDOM} |' in md and '| Random 1 |' in md and '| Random 2 |' in md
+    # one column per cost.report_models: the genotype's search-network cost from the cost table, '—' for manual
+    from jaxnas import costs
+    config = config_lib.load_config(TINY)
+    names = list(config.cost.report_models)
+    assert names and list(nas['genotype_cost']) == names and 'genotype_cost' not in manual
+    genotype = spaces.get(config.space).parse(rep['genotype'])
+    lines = md.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith('| Model | Accuracy')))
+    main = lines[first:lines.index('', first)]   # the main table, up to its blank line
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[1:-1]] for line in main}
+    header = rows['Model']
+    for name in names:
+        table = costs.table_for_config(config, name)
+        assert nas['genotype_cost'][name] == {'value': table.genotype_cost(genotype), 'unit': table.unit}
+        col = header.index(f'{name} ({table.unit})')
+        assert rows['Manual (ResNet)'][col] == '—' and rows['NAS (DARTS cell)'][col] not in ('—', '')
+        cands = [c['genotype_cost'][name]['value'] for c in rep['random']['candidates']]
+        assert rep['models'][RANDOM]['genotype_cost'][name]['value'] == pytest.approx(sum(cands) / len(cands))
 
 
 def test_random_rows_pool_the_candidates_and_rank_nas(run_dir):

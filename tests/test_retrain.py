@@ -133,6 +133,15 @@ def test_cli_retrain_smoke(tmp_path, capsys):
     assert summary['complete'] and len(summary['scores']) == 2
     assert summary['description']['genotype'] == str(darts.PUBLISHED['DARTS_V2'])
     assert os.path.exists(os.path.join(workdir, 'scores_seed1.json'))
+    # the genotype's search-network cost under each of cost.report_models, from the cost table
+    from jaxnas import costs
+    cost = json.load(open(os.path.join(workdir, 'genotype_cost.json')))
+    config = tiny_config()
+    assert list(cost) == list(config.cost.report_models)
+    for name, entry in cost.items():
+        table = costs.table_for_config(config, name)
+        assert entry == {'value': table.genotype_cost(darts.PUBLISHED['DARTS_V2']), 'unit': table.unit}
+    assert json.loads(out[out.index('{'):])['genotype_cost'] == cost
 
 
 def test_nb201_genotype_dispatches_to_its_network():
@@ -162,3 +171,6 @@ def test_cli_retrain_reference_genotypes_of_five_nodes(name, tmp_path, capsys):
     assert summary['complete'] and len(summary['scores']) == 1
     assert summary['description']['genotype'] == str(darts.PUBLISHED[name])
     assert 0 <= summary['scores'][0]['accuracy'] <= 1
+    # no place in the 4-node search network: empty cost cells with the reason, the retraining stands
+    cost = json.load(open(os.path.join(workdir, 'genotype_cost.json')))
+    assert all(e['value'] is None and 'search network' in e['error'] for e in cost.values())
