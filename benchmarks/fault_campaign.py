@@ -316,6 +316,7 @@ def _files(workdir: str) -> tuple:
             ckpts.append(os.path.relpath(top, workdir))
             dirs[:] = []
             continue
+        dirs[:] = [d for d in dirs if d != 'tb']   # TensorBoard events: wall times; log.jsonl is compared
         for name in names:
             if name.endswith('.png') or name == '.lock' or (name.startswith('.') and name.endswith('.tmp')):
                 continue

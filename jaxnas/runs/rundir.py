@@ -29,6 +29,7 @@ from jaxnas.runs import lock
 from jaxnas.runs.lock import WorkdirBusyError, releases_locks  # noqa: F401 (re-exported)
 
 IDENTITY = 'run.json'
+LOG = 'log.jsonl'   # the per-epoch log, mirrored as TensorBoard events (jaxnas.runs.events)
 # Identity files of earlier jaxnas versions (search / discrete: the config; pipeline).
 LEGACY_IDENTITIES = ('config.json', 'pipeline.json')
 
@@ -157,15 +158,20 @@ def read_json(path: str, default=None):
 
 
 def append_jsonl(path: str, records: Iterable[dict]) -> None:
-    """Append one JSON line per record (a dict alone is one record)."""
-    if isinstance(records, dict):
-        records = [records]
+    """Append one JSON line per record (a dict alone is one record). A run's per-epoch
+    ``log.jsonl`` (in a directory with ``run.json``) is also written as TensorBoard events
+    in ``tb/`` beside it (:mod:`jaxnas.runs.events`)."""
+    records = [records] if isinstance(records, dict) else list(records)
     text = ''.join(json.dumps(r) + '\n' for r in records)
     if not text:
         return
     with open(path, 'a') as f:
         f.write(text)
         f.flush()
+    run_dir = os.path.dirname(path) or '.'
+    if os.path.basename(path) == LOG and os.path.exists(os.path.join(run_dir, IDENTITY)):
+        from jaxnas.runs import events
+        events.write_records(run_dir, records)
 
 
 def _lines(path: str) -> list:
