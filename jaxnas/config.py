@@ -98,6 +98,12 @@ def base_config() -> ml_collections.ConfigDict:
     # cost.weight > 0 the architecture loss trades cross-entropy against the expected cost.
     c.cost = cost_config()
 
+    # Devices (jaxnas.parallel): a mesh over jax.devices(); batches split on its 'data' axis,
+    # weights, architecture and optimiser states replicated. (): every device on the data axis.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = ()
+    c.mesh.axis_names = ('data',)
+
     # `jaxnas pareto` (jaxnas.pareto): searches under cost targets, scored beside random genotypes.
     c.pareto = ml_collections.ConfigDict()
     c.pareto.targets = (0.75, 0.5, 0.3)    # fractions of the unconstrained search's genotype cost

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import bilevel, config as config_lib, costs, data as data_lib, relax, runs, spaces, supernet_metric, train
+from jaxnas import (bilevel, config as config_lib, costs, data as data_lib, parallel, relax, runs, spaces,
+                    supernet_metric, train)
 from jaxnas.costs import objective as cost_objective
 from jaxnas.nn import init_variables
 
@@ -55,6 +56,12 @@ class Searcher:
                 f'bad config value data.batch_size={d.batch_size}: larger than the weight-train '
                 f'({len(self.data.train_x)}) or arch-val ({len(self.data.val_x)}) split')
         self.space = spaces.get(config.space)
+        # Data parallelism (jaxnas.parallel): None on one device, where nothing is placed or sharded.
+        self.mesh = parallel.make_mesh(config)
+        if not parallel.is_parallel(self.mesh):
+            self.mesh = None
+        else:
+            parallel.check_batch(self.mesh, d.batch_size, 'data.batch_size')
         self.steps_per_epoch = data_lib.num_batches(len(self.data.train_x), d.batch_size)
         self.relaxation = relax.make_relaxation(
             config.relaxation.name, space=self.space, total_steps=config.search.epochs * self.steps_per_epoch,
@@ -119,8 +126,12 @@ class Searcher:
         seed = int(jax.random.randint(k_params, (), 0, 2 ** 31 - 1))
         variables = init_variables(self.net, seed, sample, self.relaxation.normalized(arch), train=True)
         params, batch_stats = variables['params'], variables['batch_stats']
-        return bilevel.SearchState(jnp.zeros((), jnp.int32), params, batch_stats, arch,
-                                   self.w_tx.init(params), self.a_tx.init(arch), k_run, train.init_skips())
+        return self.place(bilevel.SearchState(jnp.zeros((), jnp.int32), params, batch_stats, arch,
+                                              self.w_tx.init(params), self.a_tx.init(arch), k_run, train.init_skips()))
+
+    def place(self, state: bilevel.SearchState) -> bilevel.SearchState:
+        """``state`` replicated over the mesh's devices (unchanged on one device)."""
+        return parallel.replicate(self.mesh, state)
 
     def compile_step(self, state: bilevel.SearchState):
         """The step compiled ahead of time for ``state`` and one pair of batches, after the
@@ -152,7 +163,10 @@ class Searcher:
         val = itertools.chain.from_iterable(
             data_lib.batches(self.data.val_x, self.data.val_y, d.batch_size, seed=seed + 1, epoch=epoch * 1000 + e)
             for e in itertools.count())
-        return zip(train_batches, val)
+        pairs = zip(train_batches, val)
+        if parallel.is_parallel(self.mesh):   # each batch split over the data axis
+            return ((parallel.shard_batch(self.mesh, t), parallel.shard_batch(self.mesh, v)) for t, v in pairs)
+        return pairs
 
     def split(self, name: str) -> tuple:
         """``(x, y)`` of the split ``name`` (``train``, ``val`` or ``test``)."""
@@ -259,6 +273,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     ckpt_dir = os.path.join(workdir, 'checkpoints')
     ckpt = runs.Checkpointer(ckpt_dir)
     start_epoch, state = ckpt.restore(state)
+    state = searcher.place(state)
     start_epoch = start_epoch or 0
     log_path = os.path.join(workdir, 'log.jsonl')
     runs.truncate_jsonl(log_path, 'epoch', start_epoch)
