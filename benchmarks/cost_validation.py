@@ -23,14 +23,19 @@ whole network's latency on this device at the same batch and dtype, in two netwo
   the network made of the very op modules the table times (:func:`jaxnas.costs.table.edge_module`
   is the ops' evaluation form), one compile per genotype.
 
-Latency: warm-up, then the median of ``--calls`` calls each ended by ``block_until_ready``
-(:func:`jaxnas.metrics.latency`), repeated ``--rounds`` times over the genotypes in
-alternating order (a load change on a shared machine then hits every genotype alike);
-a genotype's figure is the median of its round medians. Reported: Spearman's rho, Pearson's
-r, the least-squares correction ``measured ~ a * predicted + b`` and its R^2, and
-``os.getloadavg()`` before and after each space. Also ``dispatch_us``, the latency of a
-trivial jitted program (what every op timed alone pays once and a fused network does not),
-and the figures with that much taken off each op of the genotype.
+Timing: warm-up, then the median of ``--calls`` calls each ended by ``block_until_ready``
+(as :func:`jaxnas.metrics.latency`), repeated ``--rounds`` times over the genotypes in
+alternating order (a load change on a shared machine then hits every genotype alike); a
+genotype's figure is the median of its round medians. Each call is timed on two clocks
+at once: ``wall`` (``perf_counter``: the latency) and ``process`` (``process_time``: this
+process's CPU time over all its threads, which other processes' load disturbs far less;
+the ``measured`` table is built once per clock, ``$JAXNAS_MEASURED_CLOCK``). Reported per
+network and clock: Spearman's rho, Pearson's r, the least-squares correction
+``measured ~ a * predicted + b`` and its R^2, the repeatability (rho of the first round
+against the others: the noise ceiling of the measurement itself), and
+``os.getloadavg()`` before and after each space. Also ``dispatch_us``, the time of a
+trivial jitted program (what every op timed alone pays once and a fused network does
+not), and rho with that much taken off each op of the genotype.
 
 **Multiply-adds** (``--macs``): the evaluation networks' conv and linear multiply-adds as
 XLA counts them (:func:`jaxnas.costs.xla.conv_linear_macs`, padding taps included) against
@@ -60,7 +65,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxnas import config as config_lib, costs, metrics, runs, spaces  # noqa: E402
+from jaxnas import config as config_lib, costs, runs, spaces  # noqa: E402
 from jaxnas.costs import measured  # noqa: E402
 from jaxnas.nn import init_variables  # noqa: E402
 
@@ -146,23 +151,45 @@ def load() -> list:
 # Whole-network latency
 # ----------------------------------------------------------------------------------------
 
-def interleaved_latency(calls: list, *, n: int, warmup: int, rounds: int) -> list:
-    """Microseconds of each ``call()`` (a thunk): the median over ``rounds`` of its median
-    of ``n`` timed calls after ``warmup`` (:func:`jaxnas.metrics.latency`), the rounds
-    visiting the calls in alternating order."""
-    per = [[] for _ in calls]
+CLOCKS = ('wall', 'process')
+
+
+def timed_calls(run, *, n: int, warmup: int) -> dict:
+    """Median microseconds of ``n`` calls of ``run()`` after ``warmup``, each ended by
+    ``block_until_ready``, on both clocks at once: wall (``perf_counter``, the latency) and
+    this process's CPU time (``process_time``, all threads; robust to other processes)."""
+    for _ in range(warmup):
+        jax.block_until_ready(run())
+    wall, cpu = [], []
+    for _ in range(n):
+        w0, c0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(run())
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return {'wall': float(np.median(wall) * 1e6), 'process': float(np.median(cpu) * 1e6)}
+
+
+def interleaved_latency(calls: list, *, n: int, warmup: int, rounds: int) -> dict:
+    """Per clock: microseconds of each ``call()`` (a thunk), the median over ``rounds`` of
+    its median of ``n`` timed calls after ``warmup``, the rounds visiting the calls in
+    alternating order; and each round's figures (``rounds_<clock>``)."""
+    per = {c: [[None] * len(calls) for _ in range(rounds)] for c in CLOCKS}
     for r in range(rounds):
         order = range(len(calls)) if r % 2 == 0 else reversed(range(len(calls)))
         for i in order:
-            per[i].append(metrics.latency(calls[i], n=n, warmup=warmup)['latency_ms_median'] * 1e3)
-    return [float(np.median(p)) for p in per]
+            t = timed_calls(calls[i], n=n, warmup=warmup)
+            for c in CLOCKS:
+                per[c][r][i] = t[c]
+    out = {c: [float(np.median([per[c][r][i] for r in range(rounds)])) for i in range(len(calls))] for c in CLOCKS}
+    out.update({f'rounds_{c}': per[c] for c in CLOCKS})
+    return out
 
 
 def dispatch_us(x, *, n: int = 200, warmup: int = 10) -> float:
     """Latency of a jitted program that does (almost) nothing with ``x``: the per-call
     cost every op timed alone pays and an op inside a network does not."""
     fn = jax.jit(lambda x: x[(0,) * x.ndim]).lower(x).compile()
-    return metrics.latency(fn, x, n=n, warmup=warmup)['latency_ms_median'] * 1e3
+    return timed_calls(lambda: fn(x), n=n, warmup=warmup)
 
 
 def search_network_latencies(space, config, genotypes, x, *, n: int, warmup: int, rounds: int) -> dict:
@@ -177,7 +204,7 @@ def search_network_latencies(space, config, genotypes, x, *, n: int, warmup: int
     hlo = fn.as_text()
     lat = interleaved_latency([functools.partial(fn, variables, x, m) for m in mixes], n=n, warmup=warmup,
                               rounds=rounds)
-    return {'latency_us': lat, 'compile_s': compile_s, 'hlo_conditionals': hlo.count(' conditional('),
+    return {'latency': lat, 'compile_s': compile_s, 'hlo_conditionals': hlo.count(' conditional('),
             'hlo_whiles': hlo.count(' while(')}
 
 
@@ -209,7 +236,7 @@ def eval_network_latencies(space, config, genotypes, x, *, n: int, warmup: int, 
         fn = jax.jit(predict).lower(*args).compile()
         compile_s += time.perf_counter() - t0
         calls.append(functools.partial(fn, *args))
-    return {'latency_us': interleaved_latency(calls, n=n, warmup=warmup, rounds=rounds), 'compile_s': compile_s}
+    return {'latency': interleaved_latency(calls, n=n, warmup=warmup, rounds=rounds), 'compile_s': compile_s}
 
 
 NETWORK_LATENCIES = {'search': search_network_latencies, 'eval': eval_network_latencies}
@@ -221,7 +248,8 @@ def costed_ops(table, space, genotype) -> int:
 
 
 def validate_space(space_name: str, config=None, *, n_genotypes: int = 30, batch: int = 0, calls: int = 20,
-                   warmup: int = 3, rounds: int = 3, networks=NETWORKS, progress: bool = False) -> dict:
+                   warmup: int = 3, rounds: int = 3, networks=NETWORKS, clocks=CLOCKS,
+                   progress: bool = False) -> dict:
     """The ``measured`` table of ``space_name`` against whole-network latency (module
     docstring); ``batch`` 0 is the model's default."""
     t_start = time.perf_counter()
@@ -231,11 +259,23 @@ def validate_space(space_name: str, config=None, *, n_genotypes: int = 30, batch
         config.space = space_name
         config.cost.batch = int(batch)
     load_before = load()
-    t0 = time.perf_counter()
-    table = costs.table_for_config(config, 'measured', progress=progress)
-    table_s = time.perf_counter() - t0
+    tables, table_s, cache_files = {}, {}, {}
+    saved = os.environ.get('JAXNAS_MEASURED_CLOCK')
+    try:
+        for c in clocks:   # one table per clock (its own cache file)
+            os.environ['JAXNAS_MEASURED_CLOCK'] = c
+            t0 = time.perf_counter()
+            tables[c] = costs.table_for_config(config, 'measured', progress=progress)
+            table_s[c] = time.perf_counter() - t0
+            cache_files[c] = measured.cache_path()
+    finally:
+        if saved is None:
+            os.environ.pop('JAXNAS_MEASURED_CLOCK', None)
+        else:
+            os.environ['JAXNAS_MEASURED_CLOCK'] = saved
+    table = tables[clocks[0]]
     genotypes = distinct_genotypes(space, n_genotypes)
-    predicted = [table.genotype_cost(g, space) for g in genotypes]
+    predicted = {c: [tables[c].genotype_cost(g, space) for g in genotypes] for c in clocks}
     n_ops = [costed_ops(table, space, g) for g in genotypes]
     x = jax.random.normal(jax.random.key(0), (table.batch,) + tuple(table.input_shape), jnp.float32)
     x = x.astype(jnp.dtype(table.dtype))
@@ -243,22 +283,31 @@ def validate_space(space_name: str, config=None, *, n_genotypes: int = 30, batch
     out = {
         'space': space_name, 'model': dict(config.model.to_dict()), 'input_shape': list(table.input_shape),
         'batch': table.batch, 'dtype': table.dtype, 'calls': calls, 'warmup': warmup, 'rounds': rounds,
-        'table_entries': len({(r[3], r[2].input_hw, r[2].c_in, r[2].c_out, r[2].stride) for r in table.rows}), 'table_build_s': table_s,
-        'table_calls_warmup_rounds': list(measured.settings()),
-        'table_cache': measured.cache_path(), 'dispatch_us': overhead, 'load_before': load_before,
-        'genotypes': [{'genotype': space.to_text(g), 'predicted_us': p, 'costed_ops': k}
-                      for g, p, k in zip(genotypes, predicted, n_ops)],
+        'clocks': list(clocks),
+        'table_entries': len({(r[3], r[2].input_hw, r[2].c_in, r[2].c_out, r[2].stride) for r in table.rows}),
+        'table_build_s': table_s, 'table_calls_warmup_rounds': list(measured.settings()),
+        'table_cache': cache_files, 'dispatch_us': overhead, 'load_before': load_before,
+        'genotypes': [{'genotype': space.to_text(g), 'costed_ops': k,
+                       **{f'predicted_{c}_us': predicted[c][i] for c in clocks}}
+                      for i, (g, k) in enumerate(zip(genotypes, n_ops))],
         'networks': {},
     }
-    corrected = [p - overhead * k for p, k in zip(predicted, n_ops)]
     for name in networks:
         res = NETWORK_LATENCIES[name](space, config, genotypes, x, n=calls, warmup=warmup, rounds=rounds)
-        lat = res.pop('latency_us')
-        for row, v in zip(out['genotypes'], lat):
-            row[f'{name}_us'] = v
-        out['networks'][name] = {**res, **agreement(predicted, lat),
-                                 'dispatch_corrected': agreement(corrected, lat),
-                                 'spread': float(max(lat) / min(lat))}
+        lat = res.pop('latency')
+        summary = dict(res)
+        for c in clocks:
+            for row, v in zip(out['genotypes'], lat[c]):
+                row[f'{name}_{c}_us'] = v
+            per_round = lat[f'rounds_{c}']
+            corrected = [p - overhead[c] * k for p, k in zip(predicted[c], n_ops)]
+            summary[c] = {**agreement(predicted[c], lat[c]), 'dispatch_corrected': agreement(corrected, lat[c]),
+                          'spread': float(max(lat[c]) / min(lat[c])),
+                          # the measurement's own noise ceiling: its rounds against each other
+                          'repeatability_spearman': (float(np.mean([spearman(per_round[0], per_round[r])
+                                                                    for r in range(1, len(per_round))]))
+                                                     if len(per_round) > 1 else None)}
+        out['networks'][name] = summary
     out['load_after'] = load()
     out['loaded'] = max(load_before + out['load_after']) > LOAD_NOTE
     out['runtime_s'] = time.perf_counter() - t_start
@@ -266,27 +315,31 @@ def validate_space(space_name: str, config=None, *, n_genotypes: int = 30, batch
 
 
 def plot_space(result: dict, network: str, path: str) -> None:
-    """Scatter of predicted (table sum) against measured whole-network latency, fit line."""
+    """Predicted (table sum) against measured whole-network time, one panel per clock,
+    with the fit line."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = result['genotypes']
-    x = np.array([r['predicted_us'] for r in rows]) / 1e3
-    y = np.array([r[f'{network}_us'] for r in rows]) / 1e3
-    s = result['networks'][network]
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
-    ax.scatter(x, y, s=16, color='tab:blue', label=f"{len(rows)} random genotypes")
-    xs = np.linspace(x.min(), x.max(), 2)
-    f = s['fit']
-    ax.plot(xs, f['a'] * xs + f['b'] / 1e3, color='tab:red',
-            label=f"{f['a']:.2f} x + {f['b'] / 1e3:.2f} ms (R$^2$ {f['r2']:.2f})")
-    ax.set_xlabel('predicted: sum of per-op latencies (ms)')
-    ax.set_ylabel(f'measured: {network} network (ms)')
-    ax.set_title(f"{result['space']} ({network} network), Spearman $\\rho$ = {s['spearman']:.3f}", fontsize=10)
-    ax.legend(fontsize=8, loc='upper left')
-    ax.grid(alpha=0.3)
+    clocks = result['clocks']
+    fig, axes = plt.subplots(1, len(clocks), figsize=(4.6 * len(clocks), 4.0), squeeze=False)
+    for ax, c in zip(axes[0], clocks):
+        x = np.array([r[f'predicted_{c}_us'] for r in rows]) / 1e3
+        y = np.array([r[f'{network}_{c}_us'] for r in rows]) / 1e3
+        s = result['networks'][network][c]
+        f = s['fit']
+        ax.scatter(x, y, s=16, color='tab:blue', label=f'{len(rows)} random genotypes')
+        xs = np.linspace(x.min(), x.max(), 2)
+        ax.plot(xs, f['a'] * xs + f['b'] / 1e3, color='tab:red',
+                label=f"{f['a']:.2f} x + {f['b'] / 1e3:.2f} ms (R$^2$ {f['r2']:.2f})")
+        what = 'latency' if c == 'wall' else 'process CPU time'
+        ax.set_xlabel(f'predicted: sum of per-op {what} (ms)')
+        ax.set_ylabel(f'measured: {network} network {what} (ms)')
+        ax.set_title(f"{result['space']}, {network} network, {c} clock: $\\rho$ = {s['spearman']:.3f}", fontsize=9)
+        ax.legend(fontsize=8, loc='upper left')
+        ax.grid(alpha=0.3)
     fig.tight_layout()
-    runs.save_figure(fig, path, dpi=110)
+    runs.save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -458,24 +511,30 @@ def markdown(report: dict) -> str:
                   'and dtype (median over rounds of the median of the calls). `search`: the single-path '
                   'search network on the one-hot mix (one program); `eval`: the genotype\'s evaluation '
                   'network at the search macro (one program per genotype). Fit: measured = a * predicted + b.', '',
-                  '| space | network | genotypes | Spearman rho | Pearson r | a | b (ms) | R^2 | rho, dispatch-corrected '
-                  '| spread max/min | load before -> after |',
-                  '|---|---|---|---|---|---|---|---|---|---|---|']
+                  '| space | network | clock | genotypes | Spearman rho | Pearson r | a | b (ms) | R^2 '
+                  '| rho, dispatch-corrected | repeatability rho | spread max/min | load before -> after |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for space, res in lat.items():
-            for net, s in res['networks'].items():
-                f = s['fit']
-                lines.append(f"| {space} | {net} | {len(res['genotypes'])} | {s['spearman']:.3f} | {s['pearson']:.3f} | "
-                             f"{f['a']:.3f} | {f['b'] / 1e3:.3f} | {f['r2']:.3f} | "
-                             f"{s['dispatch_corrected']['spearman']:.3f} | {s['spread']:.2f} | "
-                             f"{res['load_before'][0]} -> {res['load_after'][0]}{' (loaded)' if res['loaded'] else ''} |")
+            for net, summary in res['networks'].items():
+                for c in res['clocks']:
+                    s = summary[c]
+                    f = s['fit']
+                    rep = s['repeatability_spearman']
+                    lines.append(f"| {space} | {net} | {c} | {len(res['genotypes'])} | {s['spearman']:.3f} | "
+                                 f"{s['pearson']:.3f} | {f['a']:.3f} | {f['b'] / 1e3:.3f} | {f['r2']:.3f} | "
+                                 f"{s['dispatch_corrected']['spearman']:.3f} | {'' if rep is None else f'{rep:.3f}'} | "
+                                 f"{s['spread']:.2f} | {res['load_before'][0]} -> {res['load_after'][0]}"
+                                 f"{' (loaded)' if res['loaded'] else ''} |")
         lines += ['']
         for space, res in lat.items():
+            d = ', '.join(f'{c} {v:.1f} us' for c, v in res['dispatch_us'].items())
+            tb = ', '.join(f'{c} {v:.0f} s' for c, v in res['table_build_s'].items())
             lines.append(f"- {space}: batch {res['batch']} {res['dtype']}, {res['table_entries']} timed op shapes "
-                         f"(table {res['table_build_s']:.1f} s), dispatch of a trivial program "
-                         f"{res['dispatch_us']:.1f} us, search network: {res['networks'].get('search', {}).get('hlo_conditionals', '-')} "
-                         f"conditionals in the compiled program; {res['runtime_s']:.0f} s.")
+                         f"(tables: {tb}), dispatch of a trivial program: {d}; search network: "
+                         f"{res['networks'].get('search', {}).get('hlo_conditionals', '-')} conditionals in the "
+                         f"compiled program; {res['runtime_s']:.0f} s.")
             for net in res['networks']:
-                lines.append(f"  ![{space} {net}](cost_validation_{space}_{net}.png)")
+                lines.append(f'  ![{space} {net}](cost_validation_{space}_{net}.png)')
         lines += ['']
     rows = report.get('macs')
     if rows:
@@ -538,7 +597,8 @@ def main(argv=None) -> dict:
             report['latency'][s] = res
             for net in res['networks']:
                 plot_space(res, net, os.path.join(folder, f'cost_validation_{s}_{net}.png'))
-            print(json.dumps({s: {n: {k: v[k] for k in ('spearman', 'fit')} for n, v in res['networks'].items()},
+            print(json.dumps({s: {n: {c: {k: v[c][k] for k in ('spearman', 'fit', 'repeatability_spearman')}
+                                      for c in res['clocks']} for n, v in res['networks'].items()},
                               'load': [res['load_before'], res['load_after']]}), flush=True)
     if not a.no_macs:
         report['macs'] = macs_comparison(a.nats)

@@ -43,24 +43,28 @@ def test_validate_space_tiny(cache_dir, tmp_path):
     table = costs.table_for_config(config, 'measured')   # cached now: the same figures
     assert table.batch == 4 and res['batch'] == 4
     for r in rows:
-        assert r['predicted_us'] == pytest.approx(table.genotype_cost(space.parse(r['genotype'])))
-        assert r['search_us'] > 0 and r['eval_us'] > 0
+        assert r['predicted_wall_us'] == pytest.approx(table.genotype_cost(space.parse(r['genotype'])))
+        assert r['predicted_process_us'] > 0
+        assert all(r[f'{n}_{c}_us'] > 0 for n in ('search', 'eval') for c in ('wall', 'process'))
     for name in ('search', 'eval'):
-        s = res['networks'][name]
-        assert -1 <= s['spearman'] <= 1 and -1 <= s['pearson'] <= 1
-        assert set(s['fit']) == {'a', 'b', 'r2'} and s['spread'] >= 1
-        assert math.isfinite(s['dispatch_corrected']['spearman'])
+        for clock in ('wall', 'process'):
+            s = res['networks'][name][clock]
+            assert -1 <= s['spearman'] <= 1 and -1 <= s['pearson'] <= 1
+            assert -1 <= s['repeatability_spearman'] <= 1
+            assert set(s['fit']) == {'a', 'b', 'r2'} and s['spread'] >= 1
+            assert math.isfinite(s['dispatch_corrected']['spearman'])
+    assert res['table_cache']['wall'] != res['table_cache']['process']
     # single path: each edge a switch over its ops (a select would run every op)
     assert res['networks']['search']['hlo_conditionals'] > 0
     assert len(res['load_before']) == len(res['load_after']) == 3 and isinstance(res['loaded'], bool)
-    assert res['dispatch_us'] > 0
+    assert res['dispatch_us']['wall'] > 0
     json.dumps(res)
     cv.plot_space(res, 'search', str(tmp_path / 'scatter.png'))
     assert (tmp_path / 'scatter.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     report = {'command': 'x', 'jax': jax.__version__, 'device_kind': 'cpu', 'cpu_count': 2, 'machine': 'm',
               'runtime_s': 1.0, 'latency': {'nb201': res}, 'macs': []}
     md = cv.markdown(report)
-    assert '| nb201 | search | 3 |' in md and '| nb201 | eval | 3 |' in md
+    assert '| nb201 | search | wall | 3 |' in md and '| nb201 | eval | process | 3 |' in md
 
 
 def test_rank_statistics():
@@ -125,6 +129,11 @@ def test_measured_settings_reject_bad_values(monkeypatch):
     assert measured.settings(calls=5, warmup=0, rounds=2) == (5, 0, 2)
     with pytest.raises(costs.CostError, match='rounds >= 1'):
         measured.settings(calls=5, warmup=0, rounds=0)
+    monkeypatch.setenv('JAXNAS_MEASURED_CLOCK', 'sundial')
+    with pytest.raises(costs.CostError, match='JAXNAS_MEASURED_CLOCK'):
+        measured.clock()
+    monkeypatch.setenv('JAXNAS_MEASURED_CLOCK', 'process')
+    assert measured.cache_path().endswith('-process.json')
 
 
 @pytest.mark.parametrize('stride, dilation, k', [(1, 1, 3), (2, 1, 5), (1, 2, 3)])

@@ -35,6 +35,10 @@ from jaxnas.costs.xla import CostError
 CALLS = 20
 WARMUP = 3
 ROUNDS = 3
+# What a call's time is: wall-clock latency (default), or this process's CPU time (all its
+# threads), which other processes' load on a shared CPU host disturbs far less; not a
+# latency on an accelerator. Chosen by $JAXNAS_MEASURED_CLOCK; cached in its own file.
+CLOCKS = {'wall': time.perf_counter, 'process': time.process_time}
 
 
 def device_kind() -> str:
@@ -42,10 +46,19 @@ def device_kind() -> str:
     return f'{d.platform}-{getattr(d, "device_kind", "unknown")}'
 
 
+def clock() -> str:
+    """``$JAXNAS_MEASURED_CLOCK``: ``wall`` (default) or ``process`` (:data:`CLOCKS`)."""
+    name = os.environ.get('JAXNAS_MEASURED_CLOCK', '') or 'wall'
+    if name not in CLOCKS:
+        raise CostError(f"$JAXNAS_MEASURED_CLOCK={name!r}: choose one of {', '.join(CLOCKS)}")
+    return name
+
+
 def cache_path() -> str:
-    """The cache file of this process's default device kind and jax version."""
+    """The cache file of this process's default device kind, jax version (and clock)."""
     root = os.environ.get('JAXNAS_COST_CACHE') or os.path.expanduser('~/.cache/jaxnas/costs')
-    name = re.sub(r'[^A-Za-z0-9_.-]+', '_', f'measured-{device_kind()}-jax{jax.__version__}')
+    suffix = '' if clock() == 'wall' else f'-{clock()}'
+    name = re.sub(r'[^A-Za-z0-9_.-]+', '_', f'measured-{device_kind()}-jax{jax.__version__}{suffix}')
     return os.path.join(root, name + '.json')
 
 
@@ -108,14 +121,15 @@ def prepare(module, entry):
 
 def median_us(run, *, calls: int = CALLS, warmup: int = WARMUP) -> float:
     """Median microseconds of ``calls`` calls of ``run()`` after ``warmup``, each ended by
-    ``block_until_ready``."""
+    ``block_until_ready``, on the :func:`clock`."""
+    timer = CLOCKS[clock()]
     for _ in range(warmup):
         jax.block_until_ready(run())
     times = []
     for _ in range(calls):
-        t0 = time.perf_counter()
+        t0 = timer()
         jax.block_until_ready(run())
-        times.append(time.perf_counter() - t0)
+        times.append(timer() - t0)
     return float(np.median(times) * 1e6)
 
 
