@@ -18,3 +18,9 @@ def get_config(arg=None):
     if arg:
         c.search.order = arg
     return c
+
+
+def sweep(add):
+    """Two seeds: the smoke test of `jaxnas sweep` (jaxnas sweep --config experiments/tiny.py)."""
+    for seed in (0, 1):
+        add(seed=seed)

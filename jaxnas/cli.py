@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     'jaxnas.pipeline',
     'jaxnas.cost_report',
     'jaxnas.pareto',
+    'jaxnas.sweep',
+    'jaxnas.aggregate',
 )
 
 

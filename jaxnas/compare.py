@@ -20,8 +20,6 @@ interrupted study resumes where it stopped) and writes into ``workdir`` (claimed
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -29,7 +27,8 @@ import time
 import ml_collections
 import numpy as np
 
-from jaxnas import config as config_lib, runs as runs_lib, search, spaces, supernet_metric
+from jaxnas import aggregate, config as config_lib, runs as runs_lib, search, spaces, supernet_metric
+from jaxnas.aggregate import Column
 
 
 def _runs(config):
@@ -55,13 +54,6 @@ def validate(config) -> None:
         raise config_lib.ConfigError(f'bad config value compare.kwargs: {unknown[0]!r} is not in compare.relaxations')
     for _, _, c in _runs(config):
         config_lib.validate(c)
-
-
-def _mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values))
 
 
 @runs_lib.releases_locks
@@ -92,7 +84,7 @@ def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
                          ('entropy', lambda r: r['log'][-1].get('entropy')),
                          ('search_wall_time_s', lambda r: r['search_wall_time_s']),
                          ('step_time_s', lambda r: r['step_time_s'])]:
-            mean, std = _mean_std([get(r) for r in runs])
+            mean, std = aggregate.mean_std([get(r) for r in runs])
             stats[key] = {'mean': mean, 'std': std}
         stats['mode'] = runs[0]['summary']['mode']
         stats['genotypes'] = {r['seed']: r['summary']['genotype'] for r in runs}
@@ -104,12 +96,6 @@ def run_compare(config, workdir: str, *, progress: bool = True) -> dict:
     _plot(rows, config, workdir)
     runs_lib.write_json(os.path.join(workdir, 'compare.json'), record)
     return record
-
-
-def _fmt(stat, digits=3):
-    if stat['mean'] is None:
-        return 'n/a'
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
 # The one metric first (ranked on), then the methods' own supernet accuracies, named as such.
@@ -130,15 +116,21 @@ COLUMNS = [(supernet_metric.KEY, 'derived val acc (ranked)', 3),
            ('search_wall_time_s', 'search wall time s', 1), ('step_time_s', 'step time s', 3)]
 
 
+def table(record) -> tuple:
+    """``(columns, rows)`` of the study's table (:mod:`jaxnas.aggregate`'s table code): rank,
+    relaxation, mode, then mean ± std per :data:`COLUMNS`, rows in ranking order."""
+    columns = [Column('rank', 'rank'), Column('relaxation', 'relaxation'), Column('mode', 'mode')]
+    columns += [Column(key, header, digits) for key, header, digits in COLUMNS]
+    rel = record['relaxations']
+    rows = [{'rank': rank, 'relaxation': name, **rel[name]} for rank, name in enumerate(record['ranking'], 1)]
+    return columns, rows
+
+
 def _write_table(record, workdir):
     rel = record['relaxations']
+    columns, rows = table(record)
     lines = [f"# Relaxations compared: {record['space']} space on {record['data']}, "
-             f"{record['epochs']} epochs, seeds {record['seeds']}", '',
-             '| rank | relaxation | mode | ' + ' | '.join(c[1] for c in COLUMNS) + ' |',
-             '|---|---|---|' + '---|' * len(COLUMNS)]
-    for rank, name in enumerate(record['ranking'], 1):
-        s = rel[name]
-        lines.append(f'| {rank} | {name} | {s["mode"]} | ' + ' | '.join(_fmt(s[k], d) for k, _, d in COLUMNS) + ' |')
+             f"{record['epochs']} epochs, seeds {record['seeds']}", ''] + aggregate.markdown(columns, rows)
     lines += ['', 'Mean ± std over seeds, ranked on `derived_val_acc`, the one supernet metric, the same for '
               f"every relaxation and mode: {record.get('metric') or 'derived path, BatchNorm recalibrated'}. "
               'The methods\' own accuracies are not comparable across rows: `supernet_val_acc_mixture` is the '
@@ -155,13 +147,7 @@ def _write_table(record, workdir):
             if tab:
                 lines.append(f'  - tabular: {json.dumps(tab)}')
     runs_lib.write_text(os.path.join(workdir, 'compare.md'), '\n'.join(lines) + '\n')
-    table = io.StringIO(newline='')
-    w = csv.writer(table)
-    w.writerow(['rank', 'relaxation', 'mode'] + [f'{k}_{m}' for k, _, _ in COLUMNS for m in ('mean', 'std')])
-    for rank, name in enumerate(record['ranking'], 1):
-        s = rel[name]
-        w.writerow([rank, name, s['mode']] + [s[k][m] for k, _, _ in COLUMNS for m in ('mean', 'std')])
-    runs_lib.write_text(os.path.join(workdir, 'compare.csv'), table.getvalue())
+    runs_lib.write_text(os.path.join(workdir, 'compare.csv'), aggregate.csv_text(columns, rows))
 
 
 def _plot(rows, config, workdir):
@@ -216,15 +202,10 @@ def _plot(rows, config, workdir):
 
 
 def _curve(runs, key):
-    """``(epochs, mean over seeds)`` of a logged value; epochs without it (e.g. between
-    Hessian estimates) stay NaN, without a RuntimeWarning."""
-    curves = [[r.get(key, np.nan) for r in run['log']] for run in runs]
-    length = min(len(c) for c in curves)
-    values = np.array([[np.nan if v is None else v for v in c[:length]] for c in curves], dtype=float)
-    seen = np.isfinite(values).sum(axis=0)
-    mean = np.where(seen > 0, np.nansum(np.where(np.isfinite(values), values, 0.0), axis=0) / np.maximum(seen, 1),
-                    np.nan)
-    return np.arange(1, length + 1), mean
+    """``(epochs, mean over seeds)`` of a logged value (:func:`jaxnas.aggregate.mean_curve`);
+    epochs without it (e.g. between Hessian estimates) stay NaN, without a RuntimeWarning."""
+    epochs, mean, _ = aggregate.mean_curve([[r.get(key, np.nan) for r in run['log']] for run in runs])
+    return epochs, mean
 
 
 def _command(args, overrides) -> int:
