@@ -534,7 +534,7 @@ def markdown(report: dict) -> str:
                          f"{res['networks'].get('search', {}).get('hlo_conditionals', '-')} conditionals in the "
                          f"compiled program; {res['runtime_s']:.0f} s.")
             for net in res['networks']:
-                lines.append(f'  ![{space} {net}](cost_validation_{space}_{net}.png)')
+                lines.append(f"  ![{space} {net}]({report.get('figure_prefix', 'cost_validation')}_{space}_{net}.png)")
         lines += ['']
     rows = report.get('macs')
     if rows:
@@ -590,13 +590,15 @@ def main(argv=None) -> dict:
               'cpu_count': os.cpu_count(), 'machine': platform.processor() or platform.machine(),
               'xla_flags': os.environ.get('XLA_FLAGS', ''), 'uptime_before': _uptime(), 'latency': {}}
     folder = a.figures or os.path.dirname(a.out) or '.'
+    stem = os.path.splitext(os.path.basename(a.out))[0]   # figures: <stem>_<space>_<network>.png
+    report['figure_prefix'] = stem
     if not a.no_latency:
         for s in [s for s in a.spaces.split(',') if s]:
             res = validate_space(s, n_genotypes=a.genotypes, batch=a.batch, calls=a.calls, warmup=a.warmup,
                                  rounds=a.rounds, networks=networks, progress=a.progress)
             report['latency'][s] = res
             for net in res['networks']:
-                plot_space(res, net, os.path.join(folder, f'cost_validation_{s}_{net}.png'))
+                plot_space(res, net, os.path.join(folder, f'{stem}_{s}_{net}.png'))
             print(json.dumps({s: {n: {c: {k: v[c][k] for k in ('spearman', 'fit', 'repeatability_spearman')}
                                       for c in res['clocks']} for n, v in res['networks'].items()},
                               'load': [res['load_before'], res['load_after']]}), flush=True)
