@@ -417,6 +417,7 @@ def plot(record: dict, run_paths: dict, metric: str, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     m = parse_metric(metric)
     label = lambda g: ', '.join(f'{k}={_key_text(v)}' for k, v in g['key'].items()) or 'all runs'
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(record['groups']) + 2), 3.4))
@@ -429,6 +430,7 @@ def plot(record: dict, run_paths: dict, metric: str, path: str) -> None:
             ax.plot(x, mean, marker='.', label=label(g))
             ax.fill_between(x, mean - std, mean + std, alpha=0.2)
         ax.set_xlabel('epoch')
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(m.key)
         ax.legend(fontsize=7)
     else:
@@ -485,6 +487,8 @@ def _command(args, rest) -> int:
     if args.plot and not args.plot.startswith('log:') and metrics and args.plot not in metrics:
         metrics.append(args.plot)
     record = build(args.paths, by=args.by, metrics=metrics or None)
+    if args.plot and not args.plot.startswith('log:') and args.plot not in record['metrics']:
+        record = build(args.paths, by=args.by, metrics=record['metrics'] + [args.plot])   # the defaults and it
     print(render(record, args.format, args.digits), end='')
     if args.out:
         written = write(record, args.out, args.digits, args.plot)

@@ -203,7 +203,9 @@ def sweep_options(module, **given) -> dict:
 
 def trial_argv(trial: Trial, options: dict, workdir: str, base_overrides: Sequence[str]) -> list:
     """The ``jaxnas`` arguments of a trial (after ``jaxnas`` / ``python -m jaxnas.cli``)."""
-    return ([options['command'], '--config', trial.spec, '--workdir', os.path.join(workdir, trial.id),
+    path, colon, arg = trial.spec.partition(':')   # absolute: a Ray worker may start elsewhere
+    return ([options['command'], '--config', os.path.abspath(path) + colon + arg,
+             '--workdir', os.path.join(os.path.abspath(workdir), trial.id),
              '--no-progress', *base_overrides, *trial.cli_overrides] + shlex.split(options['command_args']))
 
 
@@ -293,7 +295,7 @@ def error_line(log_path: str, rc: int) -> str:
 
 
 def _popen(argv: list, log_path: str, env: Optional[dict] = None, cpus: Optional[list] = None,
-           command: Optional[list] = None):
+           command: Optional[list] = None, cwd: Optional[str] = None):
     command = list(command or PYTHON_COMMAND)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log = open(log_path, 'ab')
@@ -305,17 +307,17 @@ def _popen(argv: list, log_path: str, env: Optional[dict] = None, cpus: Optional
     setaffinity = (lambda: os.sched_setaffinity(0, cpus)) if cpus and hasattr(os, 'sched_setaffinity') else None
     try:
         return subprocess.Popen(command + argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=full_env, preexec_fn=setaffinity), log
+                                env=full_env, preexec_fn=setaffinity, cwd=cwd), log
     except BaseException:
         log.close()
         raise
 
 
 def run_subprocess(argv: list, log_path: str, env: Optional[dict] = None, cpus: Optional[list] = None,
-                   command: Optional[list] = None) -> Optional[str]:
+                   command: Optional[list] = None, cwd: Optional[str] = None) -> Optional[str]:
     """Run a trial as a subprocess ``command + argv`` (default :data:`PYTHON_COMMAND`; output
-    appended to ``log_path``): None or its error line."""
-    proc, log = _popen(argv, log_path, env, cpus, command)
+    appended to ``log_path``; in ``cwd``): None or its error line."""
+    proc, log = _popen(argv, log_path, env, cpus, command, cwd)
     try:
         rc = proc.wait()
     finally:
@@ -512,9 +514,10 @@ def _run_workers(todo, argv, logs, book, options, bar, devices) -> None:
         raise
 
 
-def _ray_task(command: list, argv: list, log_path: str) -> Optional[str]:
-    """A Ray task: one trial as a subprocess (Ray has set ``CUDA_VISIBLE_DEVICES``)."""
-    return run_subprocess(argv, log_path, command=command)
+def _ray_task(command: list, argv: list, log_path: str, cwd: str) -> Optional[str]:
+    """A Ray task: one trial as a subprocess in the driver's directory (Ray has set
+    ``CUDA_VISIBLE_DEVICES``)."""
+    return run_subprocess(argv, log_path, command=command, cwd=cwd if os.path.isdir(cwd) else None)
 
 
 def _run_ray(todo, argv, logs, book, options, bar, address, init_kwargs) -> None:
@@ -534,7 +537,7 @@ def _run_ray(todo, argv, logs, book, options, bar, address, init_kwargs) -> None
     try:
         def submit(tid, tries):
             book.start(tid)
-            ref = remote.remote(list(PYTHON_COMMAND), argv[tid], os.path.abspath(logs[tid]))
+            ref = remote.remote(list(PYTHON_COMMAND), argv[tid], os.path.abspath(logs[tid]), os.getcwd())
             pending[ref] = (tid, tries - 1, time.time())
 
         for t in todo:

@@ -81,6 +81,13 @@ def test_resumed_run_replaces_its_rewritten_epochs(tmp_path):
     assert events.scalar_series(tb)['acc'] == pytest.approx({1: 0.1, 2: 0.25})   # epoch 3 purged, 2 rewritten
     starts = [e.step for e in events.read_events(tb) if e.HasField('session_log')]
     assert starts == [1, 2]
+    # the same process resuming again (a retried trial): step 2 rewritten in its own file
+    runs.truncate_jsonl(log, 'epoch', 1)
+    runs.append_jsonl(log, [{'epoch': 2, 'acc': 0.5}, {'epoch': 3, 'acc': 0.75}])
+    runs.truncate_jsonl(log, 'epoch', 2)
+    runs.append_jsonl(log, [{'epoch': 3, 'acc': 0.7}])
+    events.close()
+    assert events.scalar_series(tb)['acc'] == pytest.approx({1: 0.1, 2: 0.5, 3: 0.7})
 
 
 def test_no_events_outside_a_run_or_when_turned_off(tmp_path, monkeypatch):

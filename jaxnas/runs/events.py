@@ -23,8 +23,9 @@ used closed first) and all are closed at exit.
 
 Resume: a resumed run rewrites the epochs after its last checkpoint (the log lines beyond
 it were dropped by :func:`jaxnas.runs.truncate_jsonl`). The first record a process
-writes into a run's ``tb/`` is preceded by a ``SessionLog.START`` event at that step,
-TensorBoard's restart marker: it discards the events of the earlier files at that step
+writes into a run's ``tb/`` (and a record whose step is not after the last one written,
+a retry resumed in the same process) is preceded by a ``SessionLog.START`` event at that
+step, TensorBoard's restart marker: it discards the events of the earlier files at that step
 and after, so the curves show each epoch once, from the run that finished it.
 
 ``JAXNAS_TENSORBOARD=0`` in the environment turns the event files off.
@@ -119,7 +120,7 @@ class _Writer:
         suffix = f'.{os.getpid()}.{next(_counter)}'
         self.events = EventsWriter(os.path.join(directory, 'events'), filename_suffix=suffix)
         self.path = self.events._file_name
-        self.started = False
+        self.last_step = None   # the last step this writer wrote
 
     def write(self, step: int, summary=None, start: bool = False) -> None:
         from tensorboardX.proto.event_pb2 import Event, SessionLog
@@ -162,12 +163,14 @@ def write_records(run_dir: str, records: Iterable[dict]) -> None:
         if isinstance(alphas, dict):
             for cell, weights in alphas.items():
                 values += tbs.image(f'alphas/{cell}', heat_map(weights), dataformats='HWC').value
-        if not writer.started:
+        if writer.last_step is None:
             legend = _op_names(run_dir) if isinstance(alphas, dict) else None
             if legend:
                 values += tbs.text('alphas/ops', legend).value
-        writer.write(step, tbs.Summary(value=values), start=not writer.started)
-        writer.started = True
+        # a new writer, or a step written again (a retry resumed in this process): restart marker
+        restart = writer.last_step is None or step <= writer.last_step
+        writer.write(step, tbs.Summary(value=values), start=restart)
+        writer.last_step = step
     writer.flush()
 
 
