@@ -61,6 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.search.recalibration_batches = 10    # supernet metric: BatchNorm re-estimated on this many train batches
     c.search.check_memory = True           # refuse a step that XLA says needs more memory than is available
     c.search.hessian_batches = 1           # arch-val batches of the Hessian's loss (Zela et al.: 1)
+    c.search.seeds = ()                    # () : config.seed alone; (0, 1, 2, 3): those seeds in one program
+    c.search.seed_batching = 'map'         # seeds: map (in turn, one program; CPU) | vmap (accelerators)
 
     # `jaxnas compare`: relaxations x seeds with one budget (jaxnas.compare).
     c.compare = ml_collections.ConfigDict()
@@ -448,6 +450,7 @@ def choices() -> dict:
         'retrain.network': tuple(evalnet.NETWORKS),
         'retrain.compute_dtype': tuple(retrain.COMPUTE_DTYPES),
         'retrain.seed_batching': tuple(retrain.SEED_BATCHING),
+        'search.seed_batching': ('map', 'vmap'),
         'discrete.searcher': tuple(searchers.SEARCHERS),
         'discrete.fitness.mode': tuple(fitness.FITNESS_MODES),
         'discrete.fitness.objective': tuple(fitness.OBJECTIVES),

@@ -261,7 +261,12 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
     """Run (or resume) a search into ``workdir`` and return the summary dict.
 
     ``max_epochs`` stops early after that many epochs of this call (used to test resume).
+    With ``search.seeds`` non-empty, every seed in one compiled program, each into
+    ``workdir/seed<s>/`` (:func:`jaxnas.multiseed.run_seeds`; returns ``seeds.json``'s dict).
     """
+    if config.search.get('seeds', ()) not in ((), []):
+        from jaxnas import multiseed
+        return multiseed.run_seeds(config, workdir, progress=progress, dataset=dataset, max_epochs=max_epochs)
     searcher = Searcher(config, dataset)
     fresh = not os.path.exists(os.path.join(workdir, runs.IDENTITY))
 
@@ -375,7 +380,7 @@ def _command(args, overrides) -> int:
     config, workdir = cli.prepare(args, overrides, config_lib.validate, lambda c: c.name)
     summary = run_search(config, workdir, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
-    if summary['complete']:
+    if summary['complete'] and 'seeds' not in summary:
         print(f"\nfinal genotype ({workdir}/genotype.txt):\n{summary['genotype']}")
     return 0
 
