@@ -106,6 +106,8 @@ def prepare(args, overrides, validate: Callable, name: Callable,
     from jaxnas import config as config_lib, data
     from jaxnas.search import enable_compilation_cache
     config = load_config(args, overrides)
+    from jaxnas import parallel
+    parallel.initialize(config)   # a multi-process run: before anything starts the backend
     config_lib.check_shared(config)
     validate(config)
     workdir = args.workdir or os.path.join('runs', name(config))

@@ -105,6 +105,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = ()
     c.mesh.axis_names = ('data',)
+    # Several processes (hosts): jax.distributed.initialize; '' reads JAX_COORDINATOR_ADDRESS,
+    # JAX_NUM_PROCESSES, JAX_PROCESS_ID (none: one process). Only process 0 writes run files.
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.coordinator_address = ''
+    c.distributed.num_processes = 0
+    c.distributed.process_id = -1
 
     # `jaxnas pareto` (jaxnas.pareto): searches under cost targets, scored beside random genotypes.
     c.pareto = ml_collections.ConfigDict()

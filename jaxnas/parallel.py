@@ -15,6 +15,7 @@ runs are bit-identical to code without a mesh.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import jax
@@ -28,6 +29,42 @@ DATA_AXIS = 'data'
 
 class MeshError(JaxnasError):
     """A mesh the devices or the batch cannot make (one line)."""
+
+
+def distributed_settings(config) -> Optional[tuple]:
+    """``(coordinator address, number of processes, process id)`` from ``distributed.*``, else
+    from the environment (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
+    ``JAX_PROCESS_ID``); ``None`` for a single-process run."""
+    d = config.get('distributed', {})
+    address = d.get('coordinator_address', '') or os.environ.get('JAX_COORDINATOR_ADDRESS', '')
+    if not address:
+        return None
+    n = d.get('num_processes', 0) or int(os.environ.get('JAX_NUM_PROCESSES', '0') or 0)
+    pid = d.get('process_id', -1)
+    if pid < 0:
+        pid = int(os.environ.get('JAX_PROCESS_ID', '-1') or -1)
+    if n < 1 or not 0 <= pid < n:
+        raise MeshError(f'a multi-process run at {address} needs distributed.num_processes >= 1 and 0 <= '
+                        f'distributed.process_id < num_processes (or JAX_NUM_PROCESSES / JAX_PROCESS_ID), got {n} '
+                        f'and {pid}')
+    return address, n, pid
+
+
+def initialize(config) -> bool:
+    """``jax.distributed.initialize`` for a multi-process run (:func:`distributed_settings`),
+    before anything starts the backend; on CPU the collectives go through gloo. Only process
+    0 then writes run directories (:func:`jaxnas.runs.set_primary`). Returns whether this
+    is a multi-process run."""
+    settings = distributed_settings(config)
+    if settings is None:
+        return False
+    from jaxnas import runs
+    address, n, pid = settings
+    if not jax.distributed.is_initialized():
+        jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+        jax.distributed.initialize(address, num_processes=n, process_id=pid)
+    runs.set_primary(jax.process_index() == 0)
+    return True
 
 
 def make_mesh(config, devices: Optional[list] = None) -> Mesh:
@@ -75,10 +112,15 @@ def replicate(mesh: Optional[Mesh], tree):
 
 
 def shard_batch(mesh: Optional[Mesh], batch):
-    """Each array's leading (batch) axis split over the data axis (unchanged on one device)."""
+    """Each array's leading (batch) axis split over the data axis (unchanged on one device).
+    In a multi-process run every process holds the same global batch (the data order depends
+    only on the seed and epoch) and hands over only its own devices' slices."""
     if not is_parallel(mesh):
         return batch
-    return jax.device_put(batch, NamedSharding(mesh, P(DATA_AXIS)))
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    if jax.process_count() == 1:
+        return jax.device_put(batch, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), batch)
 
 
 def describe(mesh: Optional[Mesh]) -> dict:

@@ -27,7 +27,9 @@ A relaxation is a small NamedTuple of pure functions, in the style of an optax
 - ``cost_weights(logits, key, step) -> weights``: the op distribution a hardware cost
   term takes its expectation under (:mod:`jaxnas.costs.objective`): the masked softmax of
   the op logits for darts, snas, pcdarts (edge weights ``beta`` left out) and fairdarts;
-  the Dirichlet mean (the expectation of its sampled weights) for drnas; for gdas the
+  the Dirichlet mean (the expectation of its sampled weights) for drnas -- both over the
+  ops the space's derivation can pick (``SearchSpace.derive_excludes`` left out, e.g.
+  DARTS's ``none``: the expected cost of the op each edge would derive to); for gdas the
   straight-through hard sample itself (``key``, ``step``: the forward pass's), whose
   forward value is the sampled op's cost; ``None`` (random_path): no architecture
   gradient, so no cost term.
@@ -215,21 +217,39 @@ def softmax(temperature: float = 1.0, *, space=None, total_steps: int = 1) -> Re
         del key, step
         return normalized(logits)
 
-    return Relaxation(init_logits, weights, _no_penalty, normalized,
-                      cost_weights=lambda logits, key, step: normalized(logits))
+    cost_mask = None if space is None else _cost_mask(space)
+
+    def cost_weights(logits, key, step):
+        return _map(lambda a: jax.nn.softmax(a / temperature, axis=-1), _masked_logits(logits, cost_mask))
+
+    return Relaxation(init_logits, weights, _no_penalty, normalized, cost_weights=cost_weights)
 
 
 def _softmax_weights(mask=None):
     return lambda logits: _map(lambda a: jax.nn.softmax(a, axis=-1), _masked_logits(logits, mask))
 
 
-def _softmax_cost(mask=None):
-    """``cost_weights``: the masked softmax of the op logits (key and step unused)."""
-    probs = _softmax_weights(mask)
+def _cost_mask(space) -> Optional[dict]:
+    """The ops a derived genotype can hold on each edge: the op mask without the ops
+    ``derive`` never picks (``SearchSpace.derive_excludes``); ``None``: every op."""
+    mask = _op_mask(space)
+    excluded = tuple(getattr(space, 'derive_excludes', ()) or ())
+    if not excluded:
+        return mask
+    keep = np.array([p not in excluded for p in space.primitives])
+    return {cell: jnp.asarray(keep[None, :] & (np.ones(shape, bool) if mask is None or cell not in mask
+                                               else np.asarray(mask[cell])))
+            for cell, shape in space.arch_shapes.items()}
+
+
+def _softmax_cost(space=None):
+    """``cost_weights``: the softmax of the op logits over the ops a derived genotype can
+    hold (:func:`_cost_mask`; key and step unused)."""
+    probs = _softmax_weights(None if space is None else _cost_mask(space))
     return lambda logits, key, step: probs(logits)
 
 
-def _gumbel(tau: Callable, hard: bool, mode: str, mask=None) -> Relaxation:
+def _gumbel(tau: Callable, hard: bool, mode: str, mask=None, space=None) -> Relaxation:
     """Gumbel-softmax samples at temperature ``tau(step)``; softmax as normalized weights."""
     def weights(logits, key, step):
         keys = _keys(key, logits)
@@ -237,7 +257,7 @@ def _gumbel(tau: Callable, hard: bool, mode: str, mask=None) -> Relaxation:
                 for k, a in _cells(_masked_logits(logits, mask)).items()}
 
     # GDAS: the straight-through sample (forward: the sampled op's cost); SNAS: the softmax.
-    cost = weights if hard else _softmax_cost(mask)
+    cost = weights if hard else _softmax_cost(space)
     return Relaxation(init_logits, weights, _no_penalty, _softmax_weights(mask), mode=mode, cost_weights=cost)
 
 
@@ -245,7 +265,7 @@ def gdas(tau_max: float = 10.0, tau_min: float = 0.1, *, space=None, total_steps
     """GDAS: hard Gumbel-softmax with straight-through gradient, single-path execution."""
     _check_positive(tau_max=tau_max, tau_min=tau_min)
     return _gumbel(linear_schedule(tau_max, tau_min, total_steps), hard=True, mode='single_path',
-                   mask=_op_mask(space))
+                   mask=_op_mask(space), space=space)
 
 
 def snas(tau_max: float = 1.0, tau_min: float = 0.03, single_level: bool = True, *, space=None,
@@ -263,7 +283,7 @@ def snas(tau_max: float = 1.0, tau_min: float = 0.03, single_level: bool = True,
     if not isinstance(single_level, bool):
         raise JaxnasError(f'snas single_level must be True or False, got {single_level!r}')
     return _gumbel(exponential_schedule(tau_max, tau_min, total_steps), hard=False, mode='dense',
-                   mask=_op_mask(space))._replace(single_level=single_level)
+                   mask=_op_mask(space), space=space)._replace(single_level=single_level)
 
 
 def _dirichlet_kl(conc, prior, mask=None):
@@ -319,6 +339,15 @@ def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, arch_wei
         return {k: allowed(k, concentration(a)) / allowed(k, concentration(a)).sum(-1, keepdims=True)
                 for k, a in _cells(logits).items()}
 
+    cost_mask = None if space is None else _cost_mask(space)
+
+    def dirichlet_mean(logits):   # over the ops a derived genotype can hold
+        def mean(k, a):
+            c = concentration(a)
+            c = c if cost_mask is None or k not in cost_mask else c * cost_mask[k].astype(c.dtype)
+            return c / c.sum(-1, keepdims=True)
+        return {k: mean(k, a) for k, a in _cells(logits).items()}
+
     def weights(logits, key, step):
         del step
         keys = _keys(key, logits)
@@ -339,7 +368,7 @@ def drnas(reg: str = 'kl', reg_scale: float = 1e-3, prior: float = 1.0, arch_wei
         return reg_scale * total
 
     return Relaxation(init_logits, weights, penalty, normalized, arch_weight_decay=float(arch_weight_decay),
-                      cost_weights=lambda logits, key, step: normalized(logits))
+                      cost_weights=lambda logits, key, step: dirichlet_mean(logits))
 
 
 def _segment_softmax(beta, targets):
@@ -387,7 +416,7 @@ def pcdarts(k: int = 4, warmup_epochs: Optional[float] = None, *, space=None, to
         return normalized(logits)
 
     return Relaxation(init, weights, _no_penalty, normalized, mode='partial_channel', partial_channels=k,
-                      warmup_epochs=warmup_epochs, cost_weights=_softmax_cost(mask))
+                      warmup_epochs=warmup_epochs, cost_weights=_softmax_cost(space))
 
 
 def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, zero_one: str = 'l2', *, space=None,
@@ -425,7 +454,7 @@ def fairdarts(zero_one_weight: float = 10.0, threshold: float = 0.85, zero_one: 
 
     np_mask = None if mask is None else {k: np.asarray(v) for k, v in mask.items()}
     return Relaxation(init_logits, weights, penalty, normalized, threshold=threshold,
-                      entropy=lambda w: binary_entropy(w, np_mask), cost_weights=_softmax_cost(mask))
+                      entropy=lambda w: binary_entropy(w, np_mask), cost_weights=_softmax_cost(space))
 
 
 def random_path(*, space=None, total_steps: int = 1) -> Relaxation:

@@ -78,8 +78,8 @@ def test_darts_keep_matches_random_genotypes():
 @pytest.mark.parametrize('space_name', ('darts', 'mbconv'))
 @pytest.mark.parametrize('name', ('darts', 'snas', 'pcdarts', 'fairdarts'))
 def test_expected_cost_gradient_closed_form(space_name, name):
-    """dE/da_eo = keep_e p_eo (c_eo - sum_o' p_eo' c_eo') for the softmax expectation, with
-    the space's op mask (masked ops: p = 0, no gradient)."""
+    """dE/da_eo = keep_e p_eo (c_eo - sum_o' p_eo' c_eo') for the softmax expectation over the
+    ops a derived genotype can hold (the op mask, DARTS's none left out: p = 0, no gradient)."""
     space = spaces.get(space_name)
     t = _table(space_name)
     r = relax.make_relaxation(name, space=space, total_steps=10)
@@ -91,11 +91,28 @@ def test_expected_cost_gradient_closed_form(space_name, name):
         a = np.asarray(logits[cell], np.float64)
         if space.op_mask is not None and cell in space.op_mask:
             a = np.where(np.asarray(space.op_mask[cell]), a, -np.inf)
+        for op in space.derive_excludes:
+            a[:, space.primitives.index(op)] = -np.inf
         p = np.exp(a - a.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
         c = np.asarray(t.costs[cell], np.float64)
         closed = t.keep[cell][:, None] * p * (c - (p * c).sum(-1, keepdims=True))
+        for op in space.derive_excludes:
+            assert np.all(np.asarray(g[cell])[:, space.primitives.index(op)] == 0)
         np.testing.assert_allclose(np.asarray(g[cell]), closed, rtol=2e-4, atol=1e-3 * np.abs(closed).max())
+
+
+def test_drnas_cost_is_the_dirichlet_mean_over_derivable_ops():
+    space = spaces.get('darts')
+    r = relax.make_relaxation('drnas', space=space)
+    logits = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(4), a.shape),
+                          r.init(jax.random.key(0), space.arch_shapes))
+    w = r.cost_weights(logits, None, 0)
+    none = space.primitives.index('none')
+    for cell in space.cell_types:
+        conc = np.asarray(jax.nn.elu(logits[cell]) + 1.0, np.float64)
+        conc[:, none] = 0
+        np.testing.assert_allclose(np.asarray(w[cell]), conc / conc.sum(-1, keepdims=True), rtol=1e-5)
 
 
 def test_gdas_cost_is_the_sampled_ops_cost():

@@ -15,8 +15,9 @@ Used by every command (search, retrain, discrete, compare, pipeline):
   :func:`restore`. Imported on first use, so that the rest does not load orbax and jax.
 """
 from jaxnas.runs.lock import WorkdirBusyError, holds, locked, releases_locks
-from jaxnas.runs.rundir import (IDENTITY, RunDirError, append_jsonl, claim, identity, kept_step_memory, read_json, read_jsonl,
-                                save_figure, truncate_jsonl, write_bytes, write_json, write_text)
+from jaxnas.runs.rundir import (IDENTITY, RunDirError, append_jsonl, claim, identity, is_primary, kept_step_memory,
+                                read_json, read_jsonl, save_figure, set_primary, truncate_jsonl, write_bytes, write_json,
+                                write_text)
 
 _CHECKPOINT_NAMES = ('Checkpointer', 'CheckpointError', 'restore')
 
@@ -30,4 +31,4 @@ def __getattr__(name):
 
 __all__ = ['IDENTITY', 'CheckpointError', 'Checkpointer', 'RunDirError', 'WorkdirBusyError', 'append_jsonl',
            'claim', 'holds', 'identity', 'kept_step_memory', 'locked', 'read_json', 'read_jsonl', 'releases_locks', 'restore',
-           'save_figure', 'truncate_jsonl', 'write_bytes', 'write_json', 'write_text']
+           'save_figure', 'set_primary', 'is_primary', 'truncate_jsonl', 'write_bytes', 'write_json', 'write_text']

@@ -38,6 +38,22 @@ class RunDirError(JaxnasError):
     """A work directory that cannot be used for this run (one line)."""
 
 
+# Multi-process runs (jaxnas.parallel.initialize): only process 0 claims, locks and writes
+# the run directory's files; the others run the same program and write nothing here (orbax
+# checkpoints are saved and restored by every process, as orbax requires).
+_PRIMARY = True
+
+
+def set_primary(primary: bool) -> None:
+    """Whether this process writes run directories (``False`` on processes other than 0)."""
+    global _PRIMARY
+    _PRIMARY = bool(primary)
+
+
+def is_primary() -> bool:
+    return _PRIMARY
+
+
 def _plain(obj) -> Any:
     """``obj`` as JSON sees it (tuples become lists, keys strings); ConfigDicts by their JSON."""
     if hasattr(obj, 'to_json_best_effort'):
@@ -45,9 +61,18 @@ def _plain(obj) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
+# Config sections that say where a run runs, not what it computes: left out of the identity,
+# so a run resumes under another coordinator address or process layout.
+PLACEMENT_SECTIONS = ('distributed',)
+
+
 def identity(kind: str, config, **extra) -> dict:
-    """The content of ``run.json`` for a run of ``kind`` with ``config`` and ``extra`` fields."""
-    return _plain({'kind': kind, 'config': _plain(config), **extra})
+    """The content of ``run.json`` for a run of ``kind`` with ``config`` and ``extra`` fields
+    (the config without its :data:`PLACEMENT_SECTIONS`)."""
+    plain = _plain(config)
+    if isinstance(plain, dict):
+        plain = {k: v for k, v in plain.items() if k not in PLACEMENT_SECTIONS}
+    return _plain({'kind': kind, 'config': plain, **extra})
 
 
 def claim(workdir: str, kind: str, config, **extra) -> str:
@@ -62,6 +87,14 @@ def claim(workdir: str, kind: str, config, **extra) -> str:
     (``config.json`` or ``pipeline.json``, or ``run.json`` without a kind) is claimed if it
     holds the same run. Returns the path of ``run.json``.
     """
+    if not _PRIMARY:   # process 0 claims for all; the others refuse what it would refuse, writing nothing
+        path = os.path.join(workdir, IDENTITY)
+        have, want = read_json(path), identity(kind, config, **extra)
+        if have is not None and 'kind' in have and have != want:
+            raise (_different(workdir, kind, extra, IDENTITY) if have['kind'] == kind else
+                   RunDirError(f"{workdir} holds a {have['kind']} run, not a {kind} run ({IDENTITY}); "
+                               'pass a new --workdir'))
+        return path
     lock.acquire(workdir, scoped=False)
     try:
         path = _claim(workdir, kind, config, **extra)
@@ -110,7 +143,10 @@ _MODE = 0o666 & ~_umask()   # what open() would give a new file
 def write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same directory,
     flushed to disk (``fsync``), then renamed over ``path`` (``os.replace``), so a reader
-    or a crash sees the old file or the new one, never a part."""
+    or a crash sees the old file or the new one, never a part. Only process 0 of a
+    multi-process run writes (:func:`set_primary`)."""
+    if not _PRIMARY:
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
@@ -163,7 +199,7 @@ def append_jsonl(path: str, records: Iterable[dict]) -> None:
     in ``tb/`` beside it (:mod:`jaxnas.runs.events`)."""
     records = [records] if isinstance(records, dict) else list(records)
     text = ''.join(json.dumps(r) + '\n' for r in records)
-    if not text:
+    if not text or not _PRIMARY:
         return
     with open(path, 'a') as f:
         f.write(text)

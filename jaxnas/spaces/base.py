@@ -28,7 +28,10 @@ Shapes and units:
   used (:func:`jaxnas.costs.table.edge_module`);
 - ``edge_keep`` (optional, cell -> ``(edges,)``) is the share of derived genotypes that
   keep each edge row (a DARTS node keeps 2 of its inputs); the expected cost of a mix
-  weights each row by it (default 1).
+  weights each row by it (default 1);
+- ``derive_excludes``: ops ``derive`` never picks (DARTS: ``none``); the expected cost of
+  the softmax-type relaxations is taken over the other ops, renormalised, i.e. the cost of
+  the op an edge would derive to.
 """
 from __future__ import annotations
 
@@ -111,6 +114,7 @@ class SearchSpace:
     tabular: Optional[TabularBenchmark] = None   # its tabular benchmark, if it has one
     edge_op: Optional[Callable] = None           # (op name, EdgeShape) -> module(x, train) | None
     edge_keep: Optional[Mapping[str, np.ndarray]] = None  # cell -> (edges,) share of genotypes keeping the row
+    derive_excludes: tuple = ()                  # ops derive never picks (the expected cost leaves them out)
 
     def is_genotype(self, g) -> bool:
         return isinstance(g, self.genotype_type)

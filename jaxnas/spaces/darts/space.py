@@ -103,4 +103,5 @@ SPACE = SearchSpace(
     genotype_type=G.Genotype, init_arch=G.init_arch, sample=G.sample, derive=G.derive, parse=G.resolve,
     from_json=G.from_json, to_json=lambda g: g.to_json(), one_hot=one_hot, choices=codec.make_codec,
     search_network=search_network, eval_network=eval_network, draw=draw, diagnostics=diagnostics,
-    edge_shapes=edge_shapes, check_config=check_config, published=G.PUBLISHED, edge_keep=edge_keep())
+    edge_shapes=edge_shapes, check_config=check_config, published=G.PUBLISHED, edge_keep=edge_keep(),
+    derive_excludes=('none',))
