@@ -111,13 +111,14 @@ def replicate(mesh: Optional[Mesh], tree):
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def shard_batch(mesh: Optional[Mesh], batch):
-    """Each array's leading (batch) axis split over the data axis (unchanged on one device).
+def shard_batch(mesh: Optional[Mesh], batch, axis: int = 0):
+    """Each array's batch axis (``axis``; 1 for retraining's ``(seeds, batch, ...)``) split over
+    the data axis (unchanged on one device).
     In a multi-process run every process holds the same global batch (the data order depends
     only on the seed and epoch) and hands over only its own devices' slices."""
     if not is_parallel(mesh):
         return batch
-    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    sharding = NamedSharding(mesh, P(*([None] * axis), DATA_AXIS))
     if jax.process_count() == 1:
         return jax.device_put(batch, sharding)
     return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), batch)

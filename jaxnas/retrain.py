@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas import costs, data as data_lib, metrics, runs, spaces, train
+from jaxnas import costs, data as data_lib, metrics, parallel, runs, spaces, train
 from jaxnas.nn import init_variables
 from jaxnas.errors import JaxnasError
 
@@ -280,6 +280,12 @@ class Trainer:
         self.net, self.config, self.data, self.seeds = net, config, data, tuple(int(s) for s in seeds)
         r = config.retrain
         self.r = r
+        # Data parallelism (jaxnas.parallel): None on one device, where nothing is placed or sharded.
+        self.mesh = parallel.make_mesh(config)
+        if not parallel.is_parallel(self.mesh):
+            self.mesh = None
+        else:
+            parallel.check_batch(self.mesh, r.batch_size, 'retrain.batch_size')
         self.steps_per_epoch = data_lib.num_batches(len(data.train_x), r.batch_size)
         self.tx, self.schedule = make_optimizer(r, self.steps_per_epoch)
         step = make_train_step(net, r, self.tx, steps_per_epoch=self.steps_per_epoch, crop=data.augment,
@@ -301,7 +307,11 @@ class Trainer:
             key = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
             states.append(TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
                                      self.tx.init(params), key, train.init_skips()))
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        return self.place(jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+
+    def place(self, state):
+        """``state`` replicated over the mesh's devices (unchanged on one device)."""
+        return parallel.replicate(self.mesh, state)
 
     def epoch_batches(self, epoch: int):
         """Stacked ``(x, y)`` of shape ``(seeds, batch, ...)``; each seed its own order."""
@@ -309,7 +319,8 @@ class Trainer:
         streams = [data_lib.batches(self.data.train_x, self.data.train_y, r.batch_size, seed=s, epoch=epoch)
                    for s in self.seeds]
         for parts in zip(*streams):
-            yield np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+            batch = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+            yield parallel.shard_batch(self.mesh, batch, axis=1) if self.mesh is not None else batch
 
     def compile(self, state, x, y):
         """Compile the step for these shapes, once, after the memory check
@@ -399,6 +410,7 @@ def fit(net: nn.Module, config, data: RetrainData, seeds: Sequence[int], workdir
     if workdir:
         ckpt = runs.Checkpointer(os.path.join(workdir, 'checkpoints'))
         start, state = ckpt.restore(state)
+        state = trainer.place(state)
         start = start or 0
         log_path = os.path.join(workdir, 'log.jsonl')
         runs.truncate_jsonl(log_path, 'epoch', start)

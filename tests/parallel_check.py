@@ -61,6 +61,17 @@ def main():
         open(os.path.join(work, 'a', f)).read() == open(os.path.join(work, 'b', f)).read()
         for f in ('alphas.json', 'genotype.txt'))
     out['complete'] = bool(resumed['complete'] and straight['complete'])
+    # retraining: the same genotype on 1 device and on the 8-device data mesh
+    from jaxnas import retrain
+    scores = {}
+    for name, shape in (('one', (1,)), ('eight', ())):
+        rc = make_tiny_config(**{'mesh.shape': shape, 'retrain.epochs': 1, 'retrain.num_seeds': 2,
+                                 'retrain.batch_size': 16})
+        s = retrain.run_retrain(rc, os.path.join(work, f'retrain_{name}'), 'DARTS_V2', progress=False)
+        log = [json.loads(line) for line in open(os.path.join(work, f'retrain_{name}', 'log.jsonl'))]
+        scores[name] = (log[-1]['train_loss'], [x['accuracy'] for x in s['scores']])
+    out['retrain_loss_diff'] = float(np.max(np.abs(np.asarray(scores['one'][0]) - np.asarray(scores['eight'][0]))))
+    out['retrain_acc'] = [scores['one'][1], scores['eight'][1]]
     print(json.dumps(out))
 
 
