@@ -298,7 +298,7 @@ def _popen(argv: list, log_path: str, env: Optional[dict] = None, cpus: Optional
            command: Optional[list] = None, cwd: Optional[str] = None):
     command = list(command or PYTHON_COMMAND)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    log = open(log_path, 'ab')
+    log = runs.open_stream(log_path)
     log.write(f"\n$ {shlex.join(command + argv)}\n".encode())
     log.flush()
     full_env = dict(os.environ, **(env or {}))

@@ -16,6 +16,7 @@ Used by every command (search, retrain, discrete, compare, pipeline):
 """
 from jaxnas.runs.lock import WorkdirBusyError, holds, locked, releases_locks
 from jaxnas.runs.rundir import (IDENTITY, RunDirError, append_jsonl, claim, identity, is_primary, kept_step_memory,
+                                open_stream,
                                 read_json, read_jsonl, save_figure, set_primary, truncate_jsonl, write_bytes, write_json,
                                 write_text)
 
@@ -31,4 +32,4 @@ def __getattr__(name):
 
 __all__ = ['IDENTITY', 'CheckpointError', 'Checkpointer', 'RunDirError', 'WorkdirBusyError', 'append_jsonl',
            'claim', 'holds', 'identity', 'kept_step_memory', 'locked', 'read_json', 'read_jsonl', 'releases_locks', 'restore',
-           'save_figure', 'set_primary', 'is_primary', 'truncate_jsonl', 'write_bytes', 'write_json', 'write_text']
+           'open_stream', 'save_figure', 'set_primary', 'is_primary', 'truncate_jsonl', 'write_bytes', 'write_json', 'write_text']

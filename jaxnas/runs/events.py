@@ -117,7 +117,7 @@ class _Writer:
     def __init__(self, directory: str):
         from tensorboardX.event_file_writer import EventsWriter
         os.makedirs(directory, exist_ok=True)
-        suffix = f'.{os.getpid()}.{next(_counter)}'
+        suffix = f'.{os.getpid()}.{next(_counter):06d}'   # zero-padded: name order is write order
         self.events = EventsWriter(os.path.join(directory, 'events'), filename_suffix=suffix)
         self.path = self.events._file_name
         self.last_step = None   # the last step this writer wrote

@@ -210,6 +210,13 @@ def append_jsonl(path: str, records: Iterable[dict]) -> None:
         events.write_records(run_dir, records)
 
 
+def open_stream(path: str):
+    """A binary append-only file for a subprocess's output (a log read by people, not a
+    result: it grows as the process writes, so it cannot be replaced atomically)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return open(path, 'ab')
+
+
 def _lines(path: str) -> list:
     """``(text, record)`` of each line; a last line cut short by a crash is left out."""
     if not os.path.exists(path):
