@@ -33,7 +33,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from jaxnas import config as config_lib, costs, data as data_lib, runs, supernet_metric, train
+from jaxnas import config as config_lib, data as data_lib, runs, supernet_metric, train
 from jaxnas.errors import JaxnasError
 
 SEED_BATCHING = ('map', 'vmap')
@@ -131,36 +131,8 @@ def _record(searcher, state, history, epoch, t0, step_time):
 
 def _finish(searcher, state, workdir, record, t_start, compile_s, step_memory):
     """The seed's summary (and end-of-run files when complete), as :func:`run_search`."""
-    config, spe = searcher.config, searcher.steps_per_epoch
-    epochs = config.search.epochs
-    done = int(state.step) // spe
-    weights = searcher.weights(state)
-    genotype = searcher.derive(weights)
-    summary = {
-        'name': config.name, 'workdir': os.path.abspath(workdir), 'epochs_done': done, 'epochs': epochs,
-        'complete': done >= epochs, 'genotype': str(genotype), 'space': config.space,
-        'relaxation': config.relaxation.name, 'mode': searcher.mode, 'order': config.search.order,
-        'data': config.data.name, 'seed': config.seed,
-        'wall_time_s_this_call': time.time() - t_start, 'step_compile_s': compile_s,
-        'step_memory_bytes': step_memory, 'skipped_steps': int(state.skips.skipped),
-    }
-    if done >= epochs:
-        last = record or runs.read_jsonl(os.path.join(workdir, 'log.jsonl'))[-1]
-        summary.update({'derived_metric': searcher.metric, **searcher.eval_splits(state, genotype, ('val', 'test')),
-                        supernet_metric.SAMPLED: last.get(supernet_metric.SAMPLED),
-                        **searcher.space.diagnostics(weights, genotype, searcher.relaxation.threshold),
-                        'num_params': costs.count_params(state.params)})
-        cost = searcher.cost_summary(genotype)
-        if cost is not None:
-            summary['cost'] = cost
-            runs.write_json(os.path.join(workdir, 'cost_table.json'), searcher.cost_table.to_json())
-        if searcher.space.tabular is not None:
-            summary['tabular'] = searcher.space.tabular.score(config.tabular.path, genotype)
-        runs.write_text(os.path.join(workdir, 'genotype.txt'), str(genotype) + '\n')
-        runs.write_json(os.path.join(workdir, 'genotype.json'), searcher.space.to_json(genotype))
-        runs.write_json(os.path.join(workdir, 'alphas.json'), {k: v.tolist() for k, v in weights.items()})
-        runs.write_json(os.path.join(workdir, 'summary.json'), summary)
-    return summary
+    from jaxnas.search import finish_search
+    return finish_search(searcher, state, workdir, record, t_start, compile_s, step_memory)
 
 
 @runs.releases_locks

@@ -343,6 +343,18 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
                   + f"{cost_text}, {genotype}")
     bar.close()
     ckpt.close()
+    return finish_search(searcher, state, workdir, record, t_start, searcher.compile_s, step_memory, note=bar.write)
+
+
+def finish_search(searcher: Searcher, state, workdir: str, record: Optional[dict], t_start: float,
+                  compile_s: Optional[float], step_memory: Optional[int], note=lambda text: None) -> dict:
+    """The summary of a search into ``workdir`` and, once complete, its end-of-run files
+    (``genotype.txt`` / ``.json``, ``alphas.json``, ``cost_table.json``, ``summary.json``);
+    ``record`` is the last epoch's log record of this call (``None``: read from ``log.jsonl``),
+    ``note`` prints a skipped tabular score. Shared by :func:`run_search` and
+    :mod:`jaxnas.multiseed` (one call per seed)."""
+    config, spe = searcher.config, searcher.steps_per_epoch
+    epochs = config.search.epochs
     done = int(state.step) // spe
     weights = searcher.weights(state)
     genotype = searcher.derive(weights)
@@ -351,11 +363,11 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         'complete': done >= epochs, 'genotype': str(genotype), 'space': config.space,
         'relaxation': config.relaxation.name, 'mode': searcher.mode, 'order': config.search.order,
         'data': config.data.name, 'seed': config.seed,
-        'wall_time_s_this_call': time.time() - t_start, 'step_compile_s': searcher.compile_s,
+        'wall_time_s_this_call': time.time() - t_start, 'step_compile_s': compile_s,
         'step_memory_bytes': step_memory, 'skipped_steps': int(state.skips.skipped),
     }
     if done >= epochs:
-        last = record or runs.read_jsonl(log_path)[-1]
+        last = record or runs.read_jsonl(os.path.join(workdir, 'log.jsonl'))[-1]
         summary.update({'derived_metric': searcher.metric, **searcher.eval_splits(state, genotype, ('val', 'test')),
                         supernet_metric.SAMPLED: last.get(supernet_metric.SAMPLED),
                         **searcher.space.diagnostics(weights, genotype, searcher.relaxation.threshold),
@@ -367,7 +379,7 @@ def run_search(config, workdir: str, *, progress: bool = True, dataset=None, max
         if searcher.space.tabular is not None:
             summary['tabular'] = searcher.space.tabular.score(config.tabular.path, genotype)
             if 'error' in summary['tabular']:
-                bar.write(f"tabular scores skipped: {summary['tabular']['error']}")
+                note(f"tabular scores skipped: {summary['tabular']['error']}")
         runs.write_text(os.path.join(workdir, 'genotype.txt'), str(genotype) + '\n')
         runs.write_json(os.path.join(workdir, 'genotype.json'), searcher.space.to_json(genotype))
         runs.write_json(os.path.join(workdir, 'alphas.json'), {k: v.tolist() for k, v in weights.items()})
