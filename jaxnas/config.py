@@ -245,21 +245,30 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
     return base_config()
 
 
+def load_module(path: str, spec: Optional[str] = None, error: type = None):
+    """The Python module of config file ``path``, executed; a path that is not a ``.py``
+    file, does not exist or fails to load raises ``error`` (default :class:`ConfigError`) in
+    one line. ``spec``: the ``--config`` value named in the message (default ``path``)."""
+    error = error or ConfigError
+    if not path.endswith('.py'):
+        raise error(f'config {spec or path!r} is not a Python file; pass --config path/to/file.py[:arg]')
+    if not os.path.isfile(path):
+        raise error(f'config file {path} does not exist; see experiments/ for the available configs')
+    module_spec = importlib.util.spec_from_file_location(f'jaxnas_config_{abs(hash(os.path.abspath(path)))}', path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: report, don't crash with a traceback
+        raise error(f'config file {path} failed to load: {type(e).__name__}: {one_line(e)}') from None
+    return module
+
+
 def load_config(spec: Optional[str]) -> ml_collections.ConfigDict:
     """Load ``path/to/file.py[:arg]`` (its ``get_config(arg)``), or the default for ``None``."""
     if spec is None:
         return get_config()
     path, _, arg = spec.partition(':')
-    if not path.endswith('.py'):
-        raise ConfigError(f'config {spec!r} is not a Python file; pass --config path/to/file.py[:arg]')
-    if not os.path.isfile(path):
-        raise ConfigError(f'config file {path} does not exist; see experiments/ for the available configs')
-    module_spec = importlib.util.spec_from_file_location(f'jaxnas_config_{abs(hash(path))}', path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:  # the user's file: report, don't crash with a traceback
-        raise ConfigError(f'config file {path} failed to load: {type(e).__name__}: {one_line(e)}') from None
+    module = load_module(path, spec)
     if not callable(getattr(module, 'get_config', None)):
         raise ConfigError(f'config file {path} has no get_config(arg) function; define one that returns '
                           'an ml_collections.ConfigDict (see experiments/tiny.py)')

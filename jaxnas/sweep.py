@@ -52,7 +52,6 @@ resume the trials.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -99,18 +98,10 @@ class Trial(NamedTuple):
 # ----------------------------------------------------------------------------------------
 
 def load_module(path: str):
-    """The Python module of config file ``path`` (one-line errors as :func:`jaxnas.config.load_config`)."""
-    if not path.endswith('.py'):
-        raise SweepError(f'config {path!r} is not a Python file; pass --config experiments/FILE.py[:ARG]')
-    if not os.path.isfile(path):
-        raise SweepError(f'config file {path} does not exist; see experiments/ for the available configs')
-    spec = importlib.util.spec_from_file_location(f'jaxnas_sweep_{abs(hash(os.path.abspath(path)))}', path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # the user's file
-        raise SweepError(f'config file {path} failed to load: {type(e).__name__}: {one_line(e)}') from None
-    return module
+    """The Python module of config file ``path`` (:func:`jaxnas.config.load_module`, its
+    one-line errors as :class:`SweepError`)."""
+    from jaxnas import config as config_lib
+    return config_lib.load_module(path, error=SweepError)
 
 
 def _text(value) -> str:
