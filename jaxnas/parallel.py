@@ -100,6 +100,17 @@ def check_batch(mesh: Mesh, batch_size: int, field: str) -> None:
                         'axis; use a multiple of it')
 
 
+def data_mesh(config, batch_size: int, field: str) -> Optional[Mesh]:
+    """The config's mesh for a loop whose batches have ``batch_size`` examples (config field
+    ``field``), checked to divide over the data axis; ``None`` on one device, where nothing is
+    placed or sharded."""
+    mesh = make_mesh(config)
+    if not is_parallel(mesh):
+        return None
+    check_batch(mesh, batch_size, field)
+    return mesh
+
+
 def is_parallel(mesh: Optional[Mesh]) -> bool:
     return mesh is not None and mesh.size > 1
 

@@ -281,11 +281,7 @@ class Trainer:
         r = config.retrain
         self.r = r
         # Data parallelism (jaxnas.parallel): None on one device, where nothing is placed or sharded.
-        self.mesh = parallel.make_mesh(config)
-        if not parallel.is_parallel(self.mesh):
-            self.mesh = None
-        else:
-            parallel.check_batch(self.mesh, r.batch_size, 'retrain.batch_size')
+        self.mesh = parallel.data_mesh(config, r.batch_size, 'retrain.batch_size')
         self.steps_per_epoch = data_lib.num_batches(len(data.train_x), r.batch_size)
         self.tx, self.schedule = make_optimizer(r, self.steps_per_epoch)
         step = make_train_step(net, r, self.tx, steps_per_epoch=self.steps_per_epoch, crop=data.augment,

@@ -57,11 +57,7 @@ class Searcher:
                 f'({len(self.data.train_x)}) or arch-val ({len(self.data.val_x)}) split')
         self.space = spaces.get(config.space)
         # Data parallelism (jaxnas.parallel): None on one device, where nothing is placed or sharded.
-        self.mesh = parallel.make_mesh(config)
-        if not parallel.is_parallel(self.mesh):
-            self.mesh = None
-        else:
-            parallel.check_batch(self.mesh, d.batch_size, 'data.batch_size')
+        self.mesh = parallel.data_mesh(config, d.batch_size, 'data.batch_size')
         self.steps_per_epoch = data_lib.num_batches(len(self.data.train_x), d.batch_size)
         self.relaxation = relax.make_relaxation(
             config.relaxation.name, space=self.space, total_steps=config.search.epochs * self.steps_per_epoch,
