@@ -1,10 +1,9 @@
 """Shared building blocks of every space's networks: one BatchNorm, convolutions, pools,
 channel shuffle and the host-filled PyTorch-style init.
 
-Depthwise convolutions are written as sums of shifted multiply-adds (``lax.slice`` +
-broadcasting) and pointwise convolutions as batched matmuls (``einsum``). On XLA:CPU a
-grouped ``conv_general_dilated`` (``feature_group_count``) is many times slower, and a
-``vmap`` over per-edge kernels would turn every conv into a grouped conv.
+The convolutions (depthwise, pointwise, dense) live in :mod:`jaxnas.nn.conv`, in an
+XLA:CPU form (shifted multiply-adds, batched matmuls) and an accelerator form
+(``lax.conv_general_dilated``), chosen there in one place (``model.conv_impl``).
 
 BatchNorm follows PyTorch: ``momentum`` 0.1, ``eps`` 1e-5, biased batch variance for
 normalisation and unbiased variance for the running estimate. Inputs are
@@ -13,6 +12,7 @@ normalisation and unbiased variance for the running estimate. Inputs are
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -22,6 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxnas.nn.convolutions import (CONV_IMPLS, DEPTHWISE_SCOPE, bind_conv_impl, cell_conv, conv, conv_impl,  # noqa: F401
+                            depthwise, depthwise_conv, edge_conv, image_sums, out_size, pointwise,
+                            resolve as resolve_conv_impl, _spatial)
 
 
 def torch_uniform(fan_in: int) -> Callable:
@@ -71,101 +74,69 @@ def init_variables(module: nn.Module, seed: int, *args, **kwargs) -> dict:
     return variables
 
 
-def out_size(size: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
-    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+def _expand(v):
+    return v.reshape(v.shape[:-1] + (1, 1, 1, v.shape[-1]))
 
 
-def _spatial(x, pad: int):
-    """Zero-pad the H and W axes of a (..., H, W, C) array."""
-    cfg = [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
-    return jnp.pad(x, cfg)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def batch_moments_normalize(x, eps: float):
+    """``(x - mean) * rsqrt(var + eps), mean, var`` of ``x (*lead, B, H, W, C)`` over
+    ``(B, H, W)`` (biased variance, two passes), with its sums as
+    :func:`jaxnas.nn.convolutions.image_sums` (XLA:CPU's own channel reductions and their
+    autodiff transposes cost the paper-config search step seconds) and a hand-written VJP."""
+    return _moments_fwd(x, eps)[0]
 
 
-# Name scope of a depthwise tap's multiply-add: jaxnas.costs.xla.conv_linear_macs counts its
-# multiplies (no conv primitive to count in this form).
-DEPTHWISE_SCOPE = 'depthwise_tap'
+def _moments_fwd(x, eps):
+    lead = x.ndim - 4
+    n = x.shape[-4] * x.shape[-3] * x.shape[-2]
+    (total,) = image_sums(lambda xi: (xi,), (x,), lead)
+    mean = total / n
+    centred = lambda xi: (jnp.square(xi.astype(jnp.float32) - _expand(mean)[..., 0, :, :, :]),)
+    (sq,) = image_sums(centred, (x,), lead)
+    var = sq / n
+    rstd = lax.rsqrt(var + eps)
+    y = ((x - _expand(mean).astype(x.dtype)) * _expand(rstd).astype(x.dtype))
+    return (y, mean, var), (x, mean, rstd)
 
 
-def depthwise(x, w, *, k: int, stride: int, dilations: Sequence[int], per_op_input: bool = False):
-    """Depthwise k x k convolutions of ``x (*Lx, B, H, W, C)`` for ``O`` stacked ops.
-
-    ``w`` is ``(O, *Lw, k, k, C)``; op ``o`` uses dilation ``dilations[o]`` and the
-    reference padding ``dilation * (k - 1) // 2``; ``Lx`` broadcasts against ``Lw``.
-    With ``per_op_input`` the input is ``(O, *Lx, B, H, W, C)``, one input per op.
-    Returns ``(O, *L, B, H', W', C)``.
-
-    Written as a ``lax.scan`` over the ``k * k`` taps: each step adds a shifted slice of
-    the padded input times one tap of the kernel. XLA sees one small loop body per call
-    (compile time), no grouped convolution (slow on XLA:CPU), and ``jax.checkpoint`` on
-    the body keeps the backward pass from storing one activation per tap.
-    """
-    O = len(dilations)
-    pads = [d * (k - 1) // 2 for d in dilations]
-    P = max(pads)
-    H, W, C = x.shape[-3], x.shape[-2], x.shape[-1]
-    Ho, Wo = out_size(H, k, stride, pads[0], dilations[0]), out_size(W, k, stride, pads[0], dilations[0])
-    lead_w = w.shape[1:-3]
-    if not per_op_input:
-        x = x[None]
-    lead_x = x.shape[1:-4]
-    if len(lead_x) < len(lead_w):
-        x = x.reshape(x.shape[:1] + (1,) * (len(lead_w) - len(lead_x)) + x.shape[1:])
-    xp = _spatial(x, P)
-    hs, ws = (Ho - 1) * stride + 1, (Wo - 1) * stride + 1
-    offsets = jnp.asarray([[(P - p + i * d, P - p + j * d) for d, p in zip(dilations, pads)]
-                           for i in range(k) for j in range(k)], jnp.int32)  # (k*k, O, 2)
-    taps = jnp.moveaxis(w.reshape((O,) + lead_w + (k * k, C)), -2, 0)
-    taps = taps.reshape((k * k, O) + lead_w + (1, 1, 1, C))
-    out_lead = jnp.broadcast_shapes(lead_w, x.shape[1:-4])
-    zero = jnp.zeros((), jnp.int32)
-
-    @jax.checkpoint
-    def tap(acc, inputs):
-        off, wk = inputs
-        slices = []
-        for o in range(O):
-            src = xp[o] if per_op_input else xp[0]
-            start = (zero,) * (src.ndim - 3) + (off[o, 0], off[o, 1], zero)
-            sl = lax.dynamic_slice(src, start, src.shape[:-3] + (hs, ws, C))
-            slices.append(sl[..., ::stride, ::stride, :] if stride > 1 else sl)
-        with jax.named_scope(DEPTHWISE_SCOPE):   # its multiply is one tap's multiply-adds (costs.xla)
-            return acc + jnp.stack(slices) * wk, None
-
-    acc = jnp.zeros((O,) + out_lead + (x.shape[-4], Ho, Wo, C), x.dtype)
-    acc, _ = lax.scan(tap, acc, (offsets, taps))
-    return acc
+def _moments_bwd(eps, res, cts):
+    x, mean, rstd = res
+    gy, gmean, gvar = cts
+    lead = x.ndim - 4
+    n = x.shape[-4] * x.shape[-3] * x.shape[-2]
+    m1, r1 = _expand(mean)[..., 0, :, :, :], _expand(rstd)[..., 0, :, :, :]
+    sums = lambda gi, xi: (gi.astype(jnp.float32), gi.astype(jnp.float32) * (xi.astype(jnp.float32) - m1) * r1)
+    sg, sgx = image_sums(sums, (gy, x), lead)
+    xf = x.astype(jnp.float32)
+    xhat = (xf - _expand(mean)) * _expand(rstd)
+    dx = _expand(rstd) * (gy.astype(jnp.float32) - _expand(sg / n) - xhat * _expand(sgx / n))
+    dx = dx + _expand(gmean / n) + _expand(2 * gvar / n) * (xf - _expand(mean))
+    return (dx.astype(x.dtype),)
 
 
-def pointwise(x, w):
-    """1x1 conv: ``x (..., B, H, W, Ci)`` times ``w (..., Ci, Co)``, batched over the lead axes."""
-    lead = w.shape[:-2]
-    x = jnp.broadcast_to(x, lead + x.shape[-4:]) if x.shape[:-4] != lead else x
-    return jnp.einsum('...bhwc,...cd->...bhwd', x, w)
+batch_moments_normalize.defvjp(_moments_fwd, _moments_bwd)
 
 
 def batch_norm(x, mean, var, train: bool, momentum: float = 0.1, eps: float = 1e-5):
     """Affine-free BatchNorm of ``x (*lead, B, H, W, C)`` over ``(B, H, W)`` with running
     statistics ``mean``, ``var`` of shape ``(*lead, C)``: ``(y, (mean', var'))``.
 
-    In training mode ``x`` is normalised by its batch statistics and the running ones
-    move by ``momentum`` (PyTorch: biased variance to normalise, unbiased for the running
-    estimate); otherwise the running statistics normalise and come back unchanged. The
-    one BatchNorm computation: :class:`BatchNorm` and the single-path branches (a slot of
-    a batched BatchNorm, :func:`jaxnas.ops.batch_norm_slot`) both call it.
+    In training mode ``x`` is normalised by its batch statistics
+    (:func:`batch_moments_normalize`) and the running ones move by ``momentum`` (PyTorch:
+    biased variance to normalise, unbiased for the running estimate); otherwise the
+    running statistics normalise and come back unchanged. The one BatchNorm computation:
+    :class:`BatchNorm` and the single-path branches (a slot of a batched BatchNorm,
+    :func:`jaxnas.ops.batch_norm_slot`) both call it.
     """
-    expand = lambda v: v.reshape(v.shape[:-1] + (1, 1, 1, v.shape[-1]))
     if train:
-        axes = tuple(range(x.ndim - 4, x.ndim - 1))
-        batch_mean = jnp.mean(x, axes)
-        batch_var = jnp.mean(jnp.square(x - expand(batch_mean)), axes)
+        y, batch_mean, batch_var = batch_moments_normalize(x, eps)
         n = x.shape[-4] * x.shape[-3] * x.shape[-2]
         m = momentum
-        mean, var, running = batch_mean, batch_var, (
-            (1 - m) * mean + m * lax.stop_gradient(batch_mean),
-            (1 - m) * var + m * lax.stop_gradient(batch_var) * n / max(n - 1, 1))
-    else:
-        running = (mean, var)
-    return (x - expand(mean)) * expand(lax.rsqrt(var + eps)), running
+        running = ((1 - m) * mean + m * lax.stop_gradient(batch_mean),
+                   (1 - m) * var + m * lax.stop_gradient(batch_var) * n / max(n - 1, 1))
+        return y, running
+    return (x - _expand(mean)) * _expand(lax.rsqrt(var + eps)), (mean, var)
 
 
 class BatchNorm(nn.Module):
@@ -214,51 +185,6 @@ def channel_shuffle(x, groups: int):
     """PyTorch's channel shuffle on the last (channel) axis."""
     C = x.shape[-1]
     return x.reshape(x.shape[:-1] + (groups, C // groups)).swapaxes(-1, -2).reshape(x.shape)
-
-
-def conv(x, w, stride: int = 1):
-    """PyTorch-style conv of ``x (B, H, W, Ci)`` with ``w (k, k, Ci, Co)``, padding ``k // 2``."""
-    p = w.shape[0] // 2
-    return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)),
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-def cell_conv(x, w):
-    """Stride-1 conv of ``x (B, H, W, Ci)`` with ``w (k, k, Ci, Co)``, padding ``k // 2``,
-    in the form for loop bodies (scanned cells, single-path edge scans).
-
-    On XLA:CPU (jax 0.10.2) a ``conv_general_dilated`` inside a loop body ran its backward
-    pass about 25x slower than the same conv outside a loop (measured: 0.39 s vs 0.016 s
-    for a 16x32x32x16 -> 48 channel 3x3 conv); written as im2col -- the ``k * k`` shifted
-    slices concatenated on channels, then one matmul -- it runs as fast as the plain conv,
-    in or out of the loop. Other backends use the conv.
-    """
-    k = w.shape[0]
-    if jax.default_backend() != 'cpu':
-        return conv(x, w)
-    if k == 1:
-        return jnp.einsum('bhwc,cd->bhwd', x, w[0, 0])
-    p, (H, W) = k // 2, x.shape[1:3]
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    cols = jnp.concatenate([xp[:, i:i + H, j:j + W] for i in range(k) for j in range(k)], axis=-1)
-    return jnp.einsum('bhwk,kd->bhwd', cols, w.reshape(-1, w.shape[-1]))
-
-
-def edge_conv(x, w):
-    """Stride-1 'same' convs (:func:`cell_conv`) of an edge group: ``x (Nx, S, B, H, W, Ci)``
-    with per-edge kernels ``w (N, S, k, k, Ci, Co)`` -> ``(N, S, B, H, W, Co)``.
-
-    With ``Nx == 1`` (every target reads the same sources) the ``N`` targets' kernels of
-    a source are laid side by side on the output channels: one conv per source.
-    """
-    N, S, k, Ci, Co = w.shape[0], w.shape[1], w.shape[2], w.shape[4], w.shape[5]
-    if x.shape[0] == 1:
-        per_source = []
-        for s in range(S):
-            y = cell_conv(x[0, s], jnp.moveaxis(w[:, s], 0, -2).reshape(k, k, Ci, N * Co))
-            per_source.append(jnp.moveaxis(y.reshape(y.shape[:-1] + (N, Co)), -2, 0))
-        return jnp.stack(per_source, axis=1)
-    return jnp.stack([jnp.stack([cell_conv(x[n, s], w[n, s]) for s in range(S)]) for n in range(N)])
 
 
 def classifier(num_classes: int, fan_in: int, name: str = 'classifier') -> nn.Dense:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.errors import JaxnasError
-from jaxnas.nn import DEPTHWISE_SCOPE, BatchNorm, out_size, pointwise, pool, torch_uniform
+from jaxnas.nn import BatchNorm, depthwise_conv, pointwise, pool, torch_uniform  # noqa: F401 (depthwise_conv: mbconv)
 
 Pair = Union[int, Tuple[int, int]]
 
@@ -90,32 +90,6 @@ class Conv(nn.Module):
 def batch_norm(C: int, name: Optional[str] = None) -> BatchNorm:
     """Affine BatchNorm (PyTorch semantics) for ``(B, H, W, C)`` activations."""
     return BatchNorm((C,), affine=True, name=name)
-
-
-def depthwise_conv(x, w, stride: int = 1, dilation: int = 1):
-    """Depthwise k x k conv of ``x (B, H, W, C)`` with ``w (k, k, C)``, padding
-    ``dilation * (k - 1) // 2``, as an unrolled sum of ``k * k`` shifted products.
-
-    One edge at a time (unlike the supernet's batched edge groups), the unrolled taps
-    compile to one fused loop and a cheap backward pass; :func:`jaxnas.nn.depthwise`'s
-    tap ``scan`` (built for batched edge groups) trained the evaluation network several
-    times slower per step on XLA:CPU.
-    """
-    k = w.shape[0]
-    pad = dilation * (k - 1) // 2
-    H, W = x.shape[1], x.shape[2]
-    Ho = out_size(H, k, stride, pad, dilation)
-    Wo = out_size(W, k, stride, pad, dilation)
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    out = None
-    for i in range(k):
-        for j in range(k):
-            sl = xp[:, i * dilation:i * dilation + (Ho - 1) * stride + 1:stride,
-                    j * dilation:j * dilation + (Wo - 1) * stride + 1:stride, :]
-            with jax.named_scope(DEPTHWISE_SCOPE):   # one tap's multiply-adds (costs.xla counts them)
-                term = sl * w[i, j].astype(x.dtype)
-            out = term if out is None else out + term
-    return out
 
 
 # ----------------------------------------------------------------------------------------
