@@ -177,9 +177,20 @@ def _tap_sum_bwd(k, s, d, off, Ho, Wo, res, g):
             dx = term if dx is None else dx + term
     dx = _sum_to(dx, xp.shape)
     # kernel gradient: every tap's product summed over the batch and space (image_sums)
-    def products(xi, gi):
-        return tuple(_tap(xi, off + d * i, off + d * j, Ho, Wo, s) * gi for i in range(k) for j in range(k))
-    dw = jnp.stack(image_sums(products, (xp, g), lead), axis=-2)   # (*L, k * k, C)
+    # kernel gradient: a scan over the taps (one loop body per call: compile time), each tap's
+    # product with the output gradient summed over the batch and space by image_sums
+    C = g.shape[-1]
+    offsets = jnp.asarray([(off + d * i, off + d * j) for i in range(k) for j in range(k)], jnp.int32)
+    zero = jnp.zeros((), jnp.int32)
+
+    def tap_grad(_, ab):
+        def product(xi, gi):
+            win = lax.dynamic_slice(xi, (zero,) * (xi.ndim - 3) + (ab[0], ab[1], zero), xi.shape[:-3] + (hs, ws, C))
+            return (win[..., ::s, ::s, :] * gi if s > 1 else win * gi,)
+        return None, image_sums(product, (xp, g), lead)[0]
+
+    _, dw = lax.scan(tap_grad, None, offsets)
+    dw = jnp.moveaxis(dw, 0, -2)   # (*L, k * k, C)
     dw = _sum_to(dw.reshape(g.shape[:lead] + (k, k, g.shape[-1])), w.shape).astype(w.dtype)
     return dx.astype(xp.dtype), dw
 
