@@ -82,13 +82,24 @@ def delay_updates(inner: optax.GradientTransformation, steps: int) -> optax.Grad
     return optax.GradientTransformation(init, update)
 
 
-def make_loss(net, relaxation: Relaxation) -> Callable:
-    """``loss(params, batch_stats, arch, batch, key, step) -> (loss, (batch_stats, logits))``."""
+def make_loss(net, relaxation: Relaxation, compute_dtype=jnp.float32) -> Callable:
+    """``loss(params, batch_stats, arch, batch, key, step) -> (loss, (batch_stats, logits))``.
+
+    With a ``compute_dtype`` other than float32 (bfloat16) the weights, the input and the
+    mixing weights are cast to it for the forward and backward pass; the weights and
+    ``arch`` stay float32 (their gradients come back float32 through the casts), the
+    BatchNorm statistics stay float32, and the loss is taken on float32 logits."""
     def loss(params, batch_stats, arch, batch, key, step):
         mix = relaxation.weights(arch, key, step)
-        logits, updates = net.apply({'params': params, 'batch_stats': batch_stats}, batch[0], mix,
+        x = batch[0]
+        if compute_dtype != jnp.float32:
+            cast = lambda t: jax.tree.map(lambda a: a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating)
+                                          else a, t)
+            params, mix, x = cast(params), cast(mix), x.astype(compute_dtype)
+        logits, updates = net.apply({'params': params, 'batch_stats': batch_stats}, x, mix,
                                     train=True, mutable=['batch_stats'])
-        return train.cross_entropy(logits, batch[1]), (updates['batch_stats'], logits)
+        new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), updates['batch_stats'], batch_stats)
+        return train.cross_entropy(logits.astype(jnp.float32), batch[1]), (new_stats, logits.astype(jnp.float32))
     return loss
 
 
@@ -136,8 +147,10 @@ def hypergradient(order: str, loss: Callable, state: SearchState, arch, train_ba
 def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, order: str = 'first',
               momentum: float = 0.9, weight_decay: float = 3e-4, penalty_weight: float = 1.0,
               augment: Optional[Callable] = None, fuse_phases: bool = True,
-              single_level: bool = False, cost=None) -> Callable:
+              single_level: bool = False, cost=None, compute_dtype=jnp.float32) -> Callable:
     """The bilevel step, un-jitted (jit it once, donating ``state``).
+
+    ``compute_dtype``: the forward and backward passes' dtype (:func:`make_loss`).
 
     With ``order='first'`` and ``fuse_phases`` the two phases run as a ``lax.scan`` of
     length 2 over (validation batch, training batch) whose body takes the gradient with
@@ -161,7 +174,7 @@ def make_step(net, relaxation: Relaxation, w_tx, a_tx, schedule: Callable, *, or
     if single_level and order != 'first':
         raise JaxnasError(f'a single-level search has no hypergradient: search.order={order!r} needs a bilevel '
                           "relaxation (e.g. relaxation.kwargs.single_level=False); use search.order='first'")
-    loss = make_loss(net, relaxation)
+    loss = make_loss(net, relaxation, compute_dtype)
 
     def arch_update(arch, a_opt, g_a, loss_value, key, step):
         arch_loss, g_a, expected = costs_objective.combine(cost, arch, key, step, loss_value, g_a)

@@ -45,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.stem_multiplier = 3
     c.model.cells_per_stage = 5            # nb201 space: N cells per stage (NAS-Bench-201: 5)
     c.model.mbconv = mbconv_config()       # mbconv space: the search network's mobile macro
+    c.model.conv_impl = 'auto'             # auto (taps on CPU, lax elsewhere) | taps | lax (jaxnas.nn.convolutions)
 
     c.relaxation = ml_collections.ConfigDict()
     c.relaxation.name = 'darts'
@@ -55,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.search.epochs = 10                   # DARTS paper: 50
     c.search.order = 'first'               # first | second | finite_difference
     c.search.fuse_phases = True            # first order: one compiled fwd/bwd for both phases
+    c.search.compute_dtype = 'float32'     # float32 | bfloat16: the step's forward/backward (weights and alpha stay float32)
     c.search.mode = ''                     # '' (the relaxation's own) | dense | single_path | partial_channel
     c.search.hessian_every = 1             # epochs between dominant-eigenvalue estimates (0: off)
     c.search.hessian_iters = 20            # power iterations (Hessian-vector products)
@@ -453,6 +455,7 @@ def choices() -> dict:
     that define them. :func:`apply_overrides` and :func:`check_shared` check them."""
     from jaxnas import bilevel, data, fitness, relax, retrain, searchers, spaces
     from jaxnas.costs import models as cost_models, objective as cost_objective
+    from jaxnas.nn import convolutions
     from jaxnas.spaces.darts import evalnet
     return {
         'space': spaces.names(),
@@ -464,6 +467,8 @@ def choices() -> dict:
         'compare.relaxations': tuple(relax.RELAXATIONS),
         'retrain.network': tuple(evalnet.NETWORKS),
         'retrain.compute_dtype': tuple(retrain.COMPUTE_DTYPES),
+        'search.compute_dtype': tuple(retrain.COMPUTE_DTYPES),
+        'model.conv_impl': convolutions.CONV_IMPLS,
         'retrain.seed_batching': tuple(retrain.SEED_BATCHING),
         'search.seed_batching': ('map', 'vmap'),
         'discrete.searcher': tuple(searchers.SEARCHERS),

@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from jaxnas import costs, data as data_lib, metrics, parallel, runs, spaces, train
-from jaxnas.nn import init_variables
+from jaxnas.nn import convolutions, init_variables
 from jaxnas.errors import JaxnasError
 
 SEED_BATCHING = ('map', 'vmap')
@@ -286,6 +286,9 @@ class Trainer:
         self.tx, self.schedule = make_optimizer(r, self.steps_per_epoch)
         step = make_train_step(net, r, self.tx, steps_per_epoch=self.steps_per_epoch, crop=data.augment,
                                flip=data.flip)
+        impl = config.model.conv_impl if 'conv_impl' in config.model else 'auto'
+        convolutions.set_impl(impl)   # model.conv_impl (jaxnas.nn.convolutions), bound into the step too
+        step = convolutions.bind_conv_impl(impl, step)
         if r.seed_batching == 'vmap':
             self._step = jax.jit(jax.vmap(step), donate_argnums=0)
         else:

@@ -28,7 +28,7 @@ import optax
 from jaxnas import (bilevel, config as config_lib, costs, data as data_lib, parallel, relax, runs, spaces,
                     supernet_metric, train)
 from jaxnas.costs import objective as cost_objective
-from jaxnas.nn import init_variables
+from jaxnas.nn import convolutions, init_variables
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
@@ -106,13 +106,17 @@ class Searcher:
                                  order=config.search.order, momentum=o.w_momentum,
                                  weight_decay=o.w_weight_decay, penalty_weight=config.relaxation.penalty_weight,
                                  augment=augment, fuse_phases=config.search.fuse_phases,
-                                 single_level=r.single_level, cost=self.cost_term)
-        self.step = jax.jit(step, donate_argnums=0)
+                                 single_level=r.single_level, cost=self.cost_term,
+                                 compute_dtype=jnp.dtype(config.search.compute_dtype))
+        # model.conv_impl (jaxnas.nn.convolutions): bound into the step, and the thread's choice
+        # for the other programs traced from here (evaluation, supernet metric, Hessian)
+        self.conv_impl = convolutions.set_impl(m.conv_impl)
+        self.step = jax.jit(convolutions.bind_conv_impl(m.conv_impl, step), donate_argnums=0)
         self.compile_s = self.memory = None
         # The methods' own soft-mixture accuracy, where the mode runs a mixture (not single path).
         self.evaluate = None if self.mode == 'single_path' else supernet_metric.programs(self.net).evaluate
-        self.hessian_eigenvalue = jax.jit(bilevel.make_hessian_eigenvalue(
-            self.dense_net, r, config.search.hessian_iters))
+        self.hessian_eigenvalue = jax.jit(convolutions.bind_conv_impl(m.conv_impl, bilevel.make_hessian_eigenvalue(
+            self.dense_net, r, config.search.hessian_iters)))
 
     def init_state(self) -> bilevel.SearchState:
         key = jax.random.PRNGKey(self.config.seed)

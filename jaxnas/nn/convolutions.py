@@ -72,6 +72,12 @@ def conv_impl(name: str):
         _IMPL.reset(token)
 
 
+def set_impl(name: str) -> str:
+    """Make ``name`` the current choice of this thread (context) from now on; returns it."""
+    _IMPL.set(check_impl(name))
+    return name
+
+
 def bind_conv_impl(name: str, fn: Callable) -> Callable:
     """``fn`` whose every trace uses implementation ``name`` (wrap before ``jax.jit``)."""
     check_impl(name)
@@ -139,7 +145,13 @@ def _kernel_at(w, i: int, j: int):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
 def _tap_sum(xp, w, k: int, s: int, d: int, off: int, Ho: int, Wo: int):
     """``y[*L, b, h, v, c] = sum_ij xp[*Lx, b, off + s h + d i, off + s v + d j, c] w[*Lw, i, j, c]``
-    for an input ``xp`` padded already; ``Lx`` and ``Lw`` broadcast to ``L``."""
+    for an input ``xp`` padded already; ``Lx`` and ``Lw`` broadcast to ``L``. Reverse mode
+    (any order) only: the VJP is plain JAX, so a gradient of it (second-order DARTS) and a
+    forward-mode derivative of a gradient (Hessian-vector products) work."""
+    return _tap_sum_impl(xp, w, k, s, d, off, Ho, Wo)
+
+
+def _tap_sum_impl(xp, w, k, s, d, off, Ho, Wo):
     out = None
     for i in range(k):
         for j in range(k):
@@ -150,7 +162,7 @@ def _tap_sum(xp, w, k: int, s: int, d: int, off: int, Ho: int, Wo: int):
 
 
 def _tap_sum_fwd(xp, w, k, s, d, off, Ho, Wo):
-    return _tap_sum(xp, w, k, s, d, off, Ho, Wo), (xp, w)
+    return _tap_sum_impl(xp, w, k, s, d, off, Ho, Wo), (xp, w)
 
 
 def _sum_to(x, shape):

@@ -1,0 +1,31 @@
+"""The device benchmark runs end to end at micro shapes on CPU, so it is ready (and has not rotted)
+whenever a session is lent an accelerator; and bench_search records what its figures depend on."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_device_benchmark_micro_runs_every_case(tmp_path):
+    out = tmp_path / 'device.json'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_device.py'), '--micro',
+                           '--steps', '1', '--out', str(out)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    results = doc['results']
+    search = [r for r in results if 'order' in r]
+    evalnet = [r for r in results if r.get('case') == 'evalnet']
+    assert {(r['relaxation'], r['order'], r['compute_dtype']) for r in search} == {
+        (rx, o, dt) for rx in ('darts', 'gdas') for o in ('first', 'second') for dt in ('float32', 'bfloat16')}
+    assert {r['compute_dtype'] for r in evalnet} == {'float32', 'bfloat16'}
+    for r in search + evalnet:
+        assert r['finite'] and r['step_s_median'] > 0 and r['compile_s'] > 0, r
+    assert {r['mode'] for r in search} == {'dense', 'single_path'}
+    for r in evalnet:
+        assert r['xla_flops_per_step'] > 0 and r['mfu'] is None   # no peak for a CPU
+    env = doc['environment']
+    for key in ('jax', 'jaxlib', 'xla_flags', 'cpu_count', 'cpus_usable', 'device_kind', 'load_average'):
+        assert key in env
+    assert 'xla_cpu_experimental_ynn_fusion_type' in env['xla_flags']   # what jaxnas set is recorded
