@@ -15,7 +15,10 @@ Run it whenever a session has an accelerator, and report its figures. Cases:
   model-FLOPs utilisation: XLA's flops per step (``cost_analysis``) / step time / the
   device's peak for that dtype (``jaxnas.costs.models.GPU_SPECS``; none on CPU).
 
-``--micro`` runs every case at shapes a 2-core CPU compiles in seconds. ``--cases`` picks some.
+``--micro`` runs at shapes a 2-core CPU compiles in under a minute per case (the CI test runs
+three of them: ``--search-cases darts:first:float32,gdas:second:bfloat16 --dtypes bfloat16``).
+``--cases`` and ``--search-cases`` pick some. On one H200 the paper-config run is meant to
+take at most 8 minutes; not yet run on one (no session has had a GPU).
 """
 from __future__ import annotations
 
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--cases', default='search,evalnet', help='search and/or evalnet')
     parser.add_argument('--dtypes', default=','.join(DTYPES))
+    parser.add_argument('--search-cases', default='',
+                        help='only these search cases, as relaxation:order:dtype,... (default: every one)')
     parser.add_argument('--out', default=None)
     parser.add_argument('--one-evalnet', nargs=2, metavar=('SHAPE', 'DTYPE'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -122,9 +127,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     results = []
     cases = args.cases.split(',')
+    search = [(r, o, dt) for r, o in SEARCH for dt in dtypes]
+    if args.search_cases:
+        search = [tuple(c.split(':')) for c in args.search_cases.split(',')]
+        for c in search:
+            if len(c) != 3 or c[1] not in ('first', 'second') or c[2] not in DTYPES:
+                parser.error(f"bad search case {':'.join(c)!r}; write relaxation:order:dtype, e.g. gdas:first:bfloat16")
     if 'search' in cases:
-        results += [bench_search.run_case(shape, order, relax, args.steps, dt)
-                    for relax, order in SEARCH for dt in dtypes]
+        results += [bench_search.run_case(shape, order, relax, args.steps, dt) for relax, order, dt in search]
     if 'evalnet' in cases:
         results += [run_evalnet(shape, dt, args.steps) for dt in dtypes]
     doc = {'benchmark': 'device', 'shapes': shape, 'environment': bench_search.environment(),
