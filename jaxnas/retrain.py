@@ -287,8 +287,9 @@ class Trainer:
         step = make_train_step(net, r, self.tx, steps_per_epoch=self.steps_per_epoch, crop=data.augment,
                                flip=data.flip)
         impl = config.model.conv_impl if 'conv_impl' in config.model else 'auto'
-        convolutions.set_impl(impl)   # model.conv_impl (jaxnas.nn.convolutions), bound into the step too
-        step = convolutions.bind_conv_impl(impl, step)
+        sharded = self.mesh is not None   # model.conv_impl (jaxnas.nn.convolutions), bound into the step too
+        convolutions.set_impl(impl, sharded)
+        step = convolutions.bind_conv_impl(impl, step, sharded)
         if r.seed_batching == 'vmap':
             self._step = jax.jit(jax.vmap(step), donate_argnums=0)
         else:

@@ -110,13 +110,14 @@ class Searcher:
                                  compute_dtype=jnp.dtype(config.search.compute_dtype))
         # model.conv_impl (jaxnas.nn.convolutions): bound into the step, and the thread's choice
         # for the other programs traced from here (evaluation, supernet metric, Hessian)
-        self.conv_impl = convolutions.set_impl(m.conv_impl)
-        self.step = jax.jit(convolutions.bind_conv_impl(m.conv_impl, step), donate_argnums=0)
+        sharded = self.mesh is not None
+        self.conv_impl = convolutions.set_impl(m.conv_impl, sharded)
+        self.step = jax.jit(convolutions.bind_conv_impl(m.conv_impl, step, sharded), donate_argnums=0)
         self.compile_s = self.memory = None
         # The methods' own soft-mixture accuracy, where the mode runs a mixture (not single path).
         self.evaluate = None if self.mode == 'single_path' else supernet_metric.programs(self.net).evaluate
         self.hessian_eigenvalue = jax.jit(convolutions.bind_conv_impl(m.conv_impl, bilevel.make_hessian_eigenvalue(
-            self.dense_net, r, config.search.hessian_iters)))
+            self.dense_net, r, config.search.hessian_iters), sharded))
 
     def init_state(self) -> bilevel.SearchState:
         key = jax.random.PRNGKey(self.config.seed)

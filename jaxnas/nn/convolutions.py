@@ -39,6 +39,9 @@ from jaxnas.errors import JaxnasError
 
 CONV_IMPLS = ('auto', 'taps', 'lax')
 _IMPL = contextvars.ContextVar('jaxnas_conv_impl', default='auto')
+# Whether image_sums loops over the batch; off for a batch sharded over devices, where a loop
+# of batch slices would make XLA's SPMD partitioner gather the batch (plain reductions instead).
+_LOOP_SUMS = contextvars.ContextVar('jaxnas_loop_sums', default=True)
 
 # Name scope of a depthwise tap's multiply-add: jaxnas.costs.xla.conv_linear_macs counts its
 # multiplies (no conv primitive to count in the taps form).
@@ -72,20 +75,27 @@ def conv_impl(name: str):
         _IMPL.reset(token)
 
 
-def set_impl(name: str) -> str:
-    """Make ``name`` the current choice of this thread (context) from now on; returns it."""
+def set_impl(name: str, sharded_batch: bool = False) -> str:
+    """Make ``name`` the current choice of this thread (context) from now on; returns it.
+    ``sharded_batch``: the batch is split over devices (see :func:`image_sums`)."""
     _IMPL.set(check_impl(name))
+    _LOOP_SUMS.set(not sharded_batch)
     return name
 
 
-def bind_conv_impl(name: str, fn: Callable) -> Callable:
-    """``fn`` whose every trace uses implementation ``name`` (wrap before ``jax.jit``)."""
+def bind_conv_impl(name: str, fn: Callable, sharded_batch: bool = False) -> Callable:
+    """``fn`` whose every trace uses implementation ``name`` (wrap before ``jax.jit``);
+    ``sharded_batch`` as :func:`set_impl`."""
     check_impl(name)
 
     @functools.wraps(fn)
     def bound(*args, **kwargs):
-        with conv_impl(name):
-            return fn(*args, **kwargs)
+        token = _LOOP_SUMS.set(not sharded_batch)
+        try:
+            with conv_impl(name):
+                return fn(*args, **kwargs)
+        finally:
+            _LOOP_SUMS.reset(token)
     return bound
 
 
@@ -112,8 +122,12 @@ def image_sums(fn: Callable, arrays: Sequence, axis: int) -> tuple:
     accumulator (vectorised, cache-resident), and only the accumulator is reduced.
     """
     B = arrays[0].shape[axis]
-    u = max(c for c in range(1, min(B, IMAGES_PER_STEP) + 1) if B % c == 0)
     at = lambda a, q: a[(slice(None),) * axis + (q,)]
+    if not _LOOP_SUMS.get():   # a batch split over devices: fn over the whole batch, XLA's reductions
+        whole = [jnp.moveaxis(a, axis, 0) for a in arrays]
+        outs = jax.vmap(fn)(*whole)
+        return tuple(jnp.sum(o.astype(jnp.float32), axis=(0, o.ndim - 3, o.ndim - 2)) for o in outs)
+    u = max(c for c in range(1, min(B, IMAGES_PER_STEP) + 1) if B % c == 0)
 
     def images(t, accs):
         blocks = [lax.dynamic_slice_in_dim(a, t * u, u, axis=axis) for a in arrays]
