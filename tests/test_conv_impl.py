@@ -226,7 +226,7 @@ def test_config_fields_are_checked():
 def test_sharded_batch_sums_equal_the_loop():
     """With the batch split over devices the batch sums are plain reductions (no loop over batch
     slices for the SPMD partitioner to gather): same values and gradients as the loop."""
-    x, w = _rand(0, (1, 2, 6, H, H, C)), _rand(1, (2, 3, 2, 3, 3, C))
+    x, w = _rand(0, (1, 2, 2 * cv.IMAGES_PER_STEP, 4, 4, C)), _rand(1, (2, 3, 2, 3, 3, C))
 
     def f(x, w):
         y = cv.depthwise(x, w, k=3, stride=1, dilations=(1, 2))
