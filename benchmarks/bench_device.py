@@ -73,16 +73,7 @@ def measure_evalnet(shape: str, dtype: str, steps: int) -> dict:
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
     flops = float(analysis.get('flops', 0.0)) if analysis else 0.0
-    t = time.perf_counter()
-    state, metrics = compiled(state, bx, by)
-    jax.block_until_ready(state)
-    first_call_s = time.perf_counter() - t
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        state, metrics = compiled(state, bx, by)
-        jax.block_until_ready(state)
-        times.append(time.perf_counter() - t)
+    state, metrics, first_call_s, times = bench_search.time_steps(compiled, state, (bx, by), steps)
     step_s = float(np.median(times))
     kind = jax.devices()[0].device_kind
     peak = peak_flops(kind, dtype) if jax.default_backend() == 'gpu' else None

@@ -73,16 +73,7 @@ def measure(config_name: str, order: str, relaxation: str, steps: int, dtype: st
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t
     memory = compiled.memory_analysis()
-    t = time.perf_counter()
-    state, metrics = compiled(state, train, val)
-    jax.block_until_ready(state)
-    first_call_s = time.perf_counter() - t
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        state, metrics = compiled(state, train, val)
-        jax.block_until_ready(state)
-        times.append(time.perf_counter() - t)
+    state, metrics, first_call_s, times = time_steps(compiled, state, (train, val), steps)
     step_s = float(np.median(times))
     return {
         'config': config_name, 'order': order, 'relaxation': relaxation, 'mode': searcher.mode, **cfg,
@@ -97,6 +88,23 @@ def measure(config_name: str, order: str, relaxation: str, steps: int, dtype: st
         **device_memory(),
         'finite': bool(all(np.isfinite(float(v)) for v in metrics.values())),
     }
+
+
+def time_steps(compiled, state, batches: tuple, steps: int):
+    """``(state, metrics, first_call_s, step_times)``: one first call, then ``steps`` timed calls
+    of ``compiled(state, *batches)``, each ended by ``block_until_ready``."""
+    import jax
+    t = time.perf_counter()
+    state, metrics = compiled(state, *batches)
+    jax.block_until_ready(state)
+    first_call_s = time.perf_counter() - t
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, metrics = compiled(state, *batches)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - t)
+    return state, metrics, first_call_s, times
 
 
 def device_memory() -> dict:
