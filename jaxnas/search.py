@@ -31,8 +31,11 @@ from jaxnas.costs import objective as cost_objective
 from jaxnas.nn import convolutions, init_variables
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
-    """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas)."""
+    """Turn on JAX's persistent compilation cache (``$JAXNAS_CACHE_DIR`` or ~/.cache/jaxnas);
+    ``JAXNAS_CACHE_DIR=off`` leaves it off (returns ``''``)."""
     path = path or os.environ.get('JAXNAS_CACHE_DIR') or os.path.expanduser('~/.cache/jaxnas/xla')
+    if path == 'off':
+        return ''
     os.makedirs(path, exist_ok=True)
     jax.config.update('jax_compilation_cache_dir', path)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)

@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import pytest
 
 # Tests compile many small programs and run them on tiny shapes: skip XLA's expensive
-# optimisations. The persistent compilation cache is opt-in here (JAXNAS_TEST_CACHE_DIR=dir):
-# in one full run with it on, jaxlib 0.10.2 crashed (SIGSEGV) serialising an executable for the
-# cache (compilation_cache.put_executable_and_time); the same test passed alone.
+# optimisations. The persistent compilation cache is opt-in in this process (JAXNAS_TEST_CACHE_DIR=dir),
+# also for the commands the tests call in-process: in two long runs with it on, jaxlib 0.10.2 crashed
+# (SIGSEGV, SIGABRT) serialising a short-training executable for the cache
+# (compilation_cache.put_executable_and_time); the same tests passed alone. The commands the
+# tests start as subprocesses share one cache directory.
 jax.config.update('jax_disable_most_optimizations', True)
 from jaxnas import config as config_lib  # noqa: E402
 from jaxnas.search import enable_compilation_cache  # noqa: E402
@@ -19,6 +21,9 @@ os.environ['JAXNAS_CACHE_DIR'] = os.environ.get('JAXNAS_TEST_CACHE_DIR',   # the
 if os.environ.get('JAXNAS_TEST_CACHE_DIR'):
     enable_compilation_cache()
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+else:
+    import jaxnas.search
+    jaxnas.search.enable_compilation_cache = lambda path=None: ''
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,5 +1,6 @@
 """The device benchmark runs end to end at micro shapes on CPU, so it is ready (and has not rotted)
 whenever a session is lent an accelerator; and bench_search records what its figures depend on."""
+import pytest
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_device_benchmark_micro_runs_its_cases(tmp_path):
     """Three of its cases (DARTS first order float32, GDAS second order bfloat16, the evaluation
     network in bfloat16): every code path of the script, each case compiled in about a minute."""

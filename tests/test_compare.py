@@ -16,6 +16,7 @@ def _config():
     return c
 
 
+@pytest.mark.slow
 def test_compare_writes_table_and_plots_and_resumes(tmp_path):
     workdir = str(tmp_path / 'study')
     record = compare.run_compare(_config(), workdir, progress=False)

@@ -193,6 +193,7 @@ def test_gpu_roofline_pads_channels():
     assert a == pytest.approx(1e6 * max(flops / spec['peak']['bfloat16'], nbytes / spec['bandwidth']))
 
 
+@pytest.mark.slow
 def test_search_cost_constraint_binds(tmp_path):
     """A tiny DARTS search with a hinge constraint below the unconstrained genotype's cost
     ends with a derived genotype that meets it; the log and summary carry the costs."""

@@ -137,12 +137,14 @@ def _cli(tmp_path, capsys, name, args):
     return workdir, summary, h
 
 
+@pytest.mark.slow
 def test_cli_short_training_smoke(tmp_path, capsys):
     workdir, summary, h = _cli(tmp_path, capsys, 'short', ['--searcher=evolution', '--fitness=short_training'])
     assert all(np.isfinite(l['metrics']['train_loss']) and l['cost']['params'] > 0 for l in h)
     darts.from_text(open(os.path.join(workdir, 'genotype.txt')).read())
 
 
+@pytest.mark.slow
 def test_cli_weight_sharing_smoke_trains_the_supernet_once(tmp_path, capsys):
     workdir, summary, h = _cli(tmp_path, capsys, 'ws', ['--searcher=random', '--fitness=weight_sharing'])
     first = json.load(open(os.path.join(workdir, 'supernet.json')))
@@ -157,6 +159,7 @@ def test_cli_weight_sharing_smoke_trains_the_supernet_once(tmp_path, capsys):
     assert [l['metrics'] for l in h2] == [l['metrics'] for l in h]
 
 
+@pytest.mark.slow
 def test_short_training_single_path_equals_dense_and_batches_seeds():
     config = toy_config(**{'discrete.max_evaluations': 2})
     config.discrete.hparams = type(config.discrete.hparams)()

@@ -1,6 +1,7 @@
 """The fault campaign's short version (benchmarks/fault_campaign.py): the tiny search, killed
 with SIGKILL at a random moment, during a checkpoint save and right after one, then resumed by
 rerunning the same command, ends with the same bits as an uninterrupted run."""
+import pytest
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ def _campaign():
     return module
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_search_is_bit_identical(tmp_path):
     fc = _campaign()
     # The launches compile as the tests do, into the tests' cache.

@@ -52,6 +52,7 @@ def runs(tmp_path_factory):
     return one, two
 
 
+@pytest.mark.slow
 def test_two_processes_reach_the_same_alpha(runs):
     one, two = runs
     a = json.load(open(os.path.join(one, 'alphas.json')))
@@ -65,6 +66,7 @@ def test_two_processes_reach_the_same_alpha(runs):
     assert summary['complete']
 
 
+@pytest.mark.slow
 def test_only_process_zero_writes(runs):
     _, two = runs
     log = [json.loads(line) for line in open(os.path.join(two, 'log.jsonl'))]
@@ -72,6 +74,7 @@ def test_only_process_zero_writes(runs):
     assert len(os.listdir(os.path.join(two, 'tb'))) == 1  # one event file
 
 
+@pytest.mark.slow
 def test_rerun_restores_on_both_processes(runs):
     _, two = runs
     before = {f: open(os.path.join(two, f)).read() for f in ('alphas.json', 'log.jsonl', 'genotype.txt')}

@@ -40,6 +40,7 @@ def singles(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_map_equals_single_runs_and_resume(tmp_path, singles):
     """Interrupted after one epoch and resumed, each seed's run equals the uninterrupted
     single-seed run: lax.map runs each seed's computation as the single run does, so the

@@ -24,6 +24,7 @@ def eight_devices():
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(eight_devices):
     """Same global batch: after 5 steps alpha and weights agree to float32 reduction-order
     noise (tolerance 1e-4 absolute on logits of size ~1; they moved by much more)."""
@@ -33,6 +34,7 @@ def test_eight_devices_match_one(eight_devices):
     assert r['arch_max_diff'] < 1e-4 and r['params_max_diff'] < 1e-4 and r['stats_max_diff'] < 1e-4
 
 
+@pytest.mark.slow
 def test_step_all_reduces_and_keeps_state_on_devices(eight_devices):
     r = eight_devices
     assert r['all_reduce'] > 0              # gradients and BatchNorm moments reduced inside the step
@@ -40,10 +42,12 @@ def test_step_all_reduces_and_keeps_state_on_devices(eight_devices):
     assert r['params_replicated_on'] == 8 and r['params_fully_replicated']
 
 
+@pytest.mark.slow
 def test_eight_device_search_resumes_bit_identically(eight_devices):
     assert eight_devices['complete'] and eight_devices['resume_identical']
 
 
+@pytest.mark.slow
 def test_eight_device_retraining_matches_one(eight_devices):
     """Retraining (2 seeds at once, batch 16 split over 8 devices): the epoch's mean loss per
     seed within float noise of one device, and the same held-out accuracies."""

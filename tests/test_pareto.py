@@ -48,6 +48,7 @@ def test_bad_study_configs_are_one_line(tmp_path, capsys):
     assert not os.path.exists(tmp_path / 'w')
 
 
+@pytest.mark.slow
 def test_tiny_study_meets_its_target(tmp_path):
     config = _config('tiny')
     config.pareto.random_archs = 2

@@ -158,6 +158,7 @@ def test_nb201_genotype_dispatches_to_its_network():
     assert logits.shape == (2, 10) and aux is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['NASNet', 'AmoebaNet'])
 def test_cli_retrain_reference_genotypes_of_five_nodes(name, tmp_path, capsys):
     # quark0/darts genotypes.py's NASNet and AmoebaNet: 5 nodes, concats that skip nodes,

@@ -1,6 +1,7 @@
 """The commands a space must serve, on the space added through the contract alone (mbconv):
 `jaxnas compare` and `jaxnas run` end to end on its tiny digits config (search, retrain
 and discrete smoke runs are in tests/test_space_mbconv.py)."""
+import pytest
 import json
 import os
 
@@ -10,6 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, 'experiments', 'digits_mbconv.py') + ':tiny'
 
 
+@pytest.mark.slow
 def test_compare_on_mbconv(tmp_path):
     workdir = str(tmp_path / 'study')
     rc = cli.main(['compare', '--config', TINY, '--workdir', workdir, '--no-progress',
@@ -26,6 +28,7 @@ def test_compare_on_mbconv(tmp_path):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
 
 
+@pytest.mark.slow
 def test_run_on_mbconv(tmp_path):
     workdir = str(tmp_path / 'run')
     assert cli.main(['run', '--config', TINY, '--workdir', workdir, '--no-progress',

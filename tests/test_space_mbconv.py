@@ -267,6 +267,7 @@ def test_cli_retrain_smoke(tmp_path, capsys):
     assert scores['description']['genotype'] == 'mbconv:k3e6-skip|k5e3-k7e6-skip|k3e3-skip-k5e6'
 
 
+@pytest.mark.slow
 def test_cli_discrete_random_smoke(tmp_path, capsys):
     workdir = str(tmp_path / 'discrete')
     rc = cli.main(['discrete', '--config', os.path.join(ROOT, 'experiments', 'digits_discrete.py') + ':tiny',
