@@ -5,4 +5,4 @@
 # default run (`pytest -q tests`) leaves them out. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec "${PYTHON:-.venv/bin/python}" -m pytest -q -m slow tests "$@"
+exec "${PYTHON:-.venv/bin/python}" -m pytest -q -n 2 --dist loadfile -m slow tests "$@"
