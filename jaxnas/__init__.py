@@ -29,14 +29,13 @@ def _set_xla_cpu_flags():
 # (flag, value) pairs, each added unless XLA_FLAGS names the flag already.
 _CPU_FLAGS = (
     ('xla_cpu_experimental_ynn_fusion_type', ''),
+    # The concurrency-optimised scheduler orders independent kernels to run side by side; on
+    # the DARTS paper-config search step it kept 2.7 GB more temporaries live (9.2 -> 6.5 GiB
+    # without it, peak RSS 11.5 -> 8.9 GB) and the step was no faster (21.3 -> 20.3 s).
+    # (Two single-process runs of the whole test suite died with SIGSEGV in XLA:CPU's compile at
+    # the same test with this flag and without it: not the flag. The suite runs in 2 processes.)
+    ('xla_cpu_enable_concurrency_optimized_scheduler', 'false'),
 )
-# Not set, though it pays at the DARTS paper config:
-# --xla_cpu_enable_concurrency_optimized_scheduler=false (the scheduler that orders independent
-# kernels side by side kept 2.7 GB more temporaries live: 9.2 -> 6.5 GiB without it, peak RSS
-# 11.5 -> 8.9 GB, step 21.3 -> 20.3 s). With it set, three long test runs (hundreds of compiles in
-# one process) died in XLA:CPU: SIGSEGV in compile, SIGSEGV and SIGABRT serialising an executable
-# right after one; none had before it (and the new convolutions): suspected, not proven. Set it in
-# XLA_FLAGS yourself for a paper-size search.
 
 
 _set_xla_cpu_flags()
