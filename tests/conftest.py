@@ -8,10 +8,10 @@ import pytest
 
 # Tests compile many small programs and run them on tiny shapes: skip XLA's expensive
 # optimisations. The persistent compilation cache is opt-in in this process (JAXNAS_TEST_CACHE_DIR=dir),
-# also for the commands the tests call in-process: in two long runs with it on, jaxlib 0.10.2 crashed
-# (SIGSEGV, SIGABRT) serialising a short-training executable for the cache
-# (compilation_cache.put_executable_and_time); the same tests passed alone. The commands the
-# tests start as subprocesses share one cache directory.
+# also for the commands the tests call in-process; the commands the tests start as subprocesses
+# share one cache directory. Long single-process runs of the suite died inside XLA:CPU (SIGSEGV in
+# compile, SIGSEGV/SIGABRT serialising an executable for the cache) after hundreds of compiles;
+# the tests passed alone, so the README's command runs the suite in 2 processes (pytest-xdist).
 jax.config.update('jax_disable_most_optimizations', True)
 from jaxnas import config as config_lib  # noqa: E402
 from jaxnas.search import enable_compilation_cache  # noqa: E402
